@@ -1,0 +1,1 @@
+"""Benchmarks: ours and the peers side by side, same data, same machine (see DESIGN.md)."""

@@ -1,0 +1,5 @@
+"""``python -m synthstream`` runs the CLI."""
+
+from synthstream.cli import main
+
+main()

@@ -1,0 +1,405 @@
+"""The ``synthstream`` command: demo, broker, run, replay, drain, infer-schema, models.
+
+Every command that talks to Kafka takes ``--bootstrap-servers`` and the TLS/SASL options
+(or ``SYNTHSTREAM_KAFKA_*`` environment variables); ``demo`` and ``broker`` start the
+embedded broker when no servers are given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthstream.config import load_pipeline_config
+from synthstream.errors import SynthstreamError
+from synthstream.log import configure_logging
+from synthstream.schemas.record import RecordSchema
+from synthstream.settings import KafkaSettings
+
+app = typer.Typer(help="Streaming synthetic data for Kafka.", no_args_is_help=True, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+BootstrapOpt = Annotated[
+    str | None, typer.Option("--bootstrap-servers", "-b", help="Kafka host:port list (default: env or embedded).")
+]
+ProtocolOpt = Annotated[str | None, typer.Option(help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")]
+MechanismOpt = Annotated[str | None, typer.Option(help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")]
+UserOpt = Annotated[str | None, typer.Option(help="SASL user name.")]
+PasswordOpt = Annotated[
+    str | None, typer.Option(envvar="SYNTHSTREAM_KAFKA_SASL_PASSWORD", help="SASL password (prefer the env var).")
+]
+CaOpt = Annotated[Path | None, typer.Option(help="CA bundle for TLS.")]
+CertOpt = Annotated[Path | None, typer.Option(help="Client certificate for mutual TLS.")]
+KeyOpt = Annotated[Path | None, typer.Option(help="Client key for mutual TLS.")]
+JsonLogsOpt = Annotated[bool, typer.Option("--json-logs", help="Log JSON lines instead of console text.")]
+LogLevelOpt = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
+
+
+def kafka_settings(
+    bootstrap_servers: str | None,
+    security_protocol: str | None = None,
+    sasl_mechanism: str | None = None,
+    sasl_username: str | None = None,
+    sasl_password: str | None = None,
+    ssl_cafile: Path | None = None,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
+) -> KafkaSettings:
+    """Build the process's Kafka settings: flags override ``SYNTHSTREAM_KAFKA_*`` env vars."""
+    given: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "security_protocol": security_protocol,
+        "sasl_mechanism": sasl_mechanism,
+        "sasl_username": sasl_username,
+        "sasl_password": sasl_password,
+        "ssl_cafile": ssl_cafile,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
+    }
+    return KafkaSettings(**{k: v for k, v in given.items() if v is not None})
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port to listen on (0 = a free one).")] = 9092,
+    host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
+) -> None:
+    """Run the embedded broker in the foreground until Ctrl-C."""
+    from synthstream.connectors.broker import EmbeddedBroker
+
+    configure_logging()
+    try:
+        with EmbeddedBroker(host=host, port=port) as running:
+            out.print(
+                f"embedded broker listening on [bold]{running.bootstrap_servers}[/] (memory only); Ctrl-C stops it"
+            )
+            stop = asyncio.Event()
+
+            async def wait() -> None:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+
+            asyncio.run(wait())
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def demo(
+    records: Annotated[int, typer.Option(help="Sample rows to replay (max 5,000 from the bundled sample).")] = 5_000,
+    synthetic: Annotated[int, typer.Option(help="Synthetic records to publish before stopping.")] = 10_000,
+    bootstrap_servers: BootstrapOpt = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Where the model registry goes (default: a temp dir).")] = None,
+    json_logs: JsonLogsOpt = False,
+    log_level: LogLevelOpt = "WARNING",
+) -> None:
+    """Replay the bundled Adult sample through the pipeline on an embedded broker and print a summary."""
+    from synthstream.demo import run_demo
+
+    configure_logging(json=json_logs, level=log_level)
+    try:
+        with tempfile.TemporaryDirectory(prefix="synthstream-demo-") as tmp:
+            result = run_demo(
+                records=records,
+                synthetic=synthetic,
+                bootstrap_servers=bootstrap_servers,
+                state_dir=state_dir or Path(tmp),
+                console=out,
+            )
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+    if not result.ok:
+        err.print("[bold red]demo failed:[/] " + "; ".join(result.problems))
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
+    role: Annotated[str, typer.Option(help="all, ingest, trainer or publisher.")] = "all",
+    bootstrap_servers: BootstrapOpt = None,
+    security_protocol: ProtocolOpt = None,
+    sasl_mechanism: MechanismOpt = None,
+    sasl_username: UserOpt = None,
+    sasl_password: PasswordOpt = None,
+    ssl_cafile: CaOpt = None,
+    ssl_certfile: CertOpt = None,
+    ssl_keyfile: KeyOpt = None,
+    json_logs: JsonLogsOpt = False,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Run a configured pipeline against any Kafka until Ctrl-C (or the publisher's record limit)."""
+    from synthstream.streams.pipeline import ROLES, Pipeline
+
+    configure_logging(json=json_logs, level=log_level)
+    try:
+        if role not in ROLES:
+            raise SynthstreamError(f"unknown role {role!r}; choose one of {list(ROLES)}")
+        pipeline_config = load_pipeline_config(config)
+        settings = kafka_settings(
+            bootstrap_servers,
+            security_protocol,
+            sasl_mechanism,
+            sasl_username,
+            sasl_password,
+            ssl_cafile,
+            ssl_certfile,
+            ssl_keyfile,
+        )
+        schema = load_source_schema(
+            pipeline_config.source.schema_file,
+            pipeline_config.source.sample_file,
+            pipeline_config.role_overrides(),
+            pipeline_config.stream,
+        )
+        pipeline = Pipeline(pipeline_config, settings, schema, role=role)  # type: ignore[arg-type]  # checked above
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            summary = await pipeline.run(stop=stop)
+            out.print_json(json.dumps(_summary_dict(summary)))
+
+        asyncio.run(main())
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+
+
+def load_source_schema(
+    schema_file: Path | None, sample_file: Path | None, roles: dict[str, Any], stream: str
+) -> RecordSchema:
+    """The source schema: the given .avsc, else inferred from the sample file."""
+    from synthstream.schemas.inference import infer_schema_from_file
+
+    if schema_file is not None:
+        try:
+            avro = json.loads(schema_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SynthstreamError(f"cannot read schema file {schema_file}: {exc}") from None
+        schema = RecordSchema.from_avro(avro)
+        return schema.with_roles(roles) if roles else schema
+    assert sample_file is not None
+    return infer_schema_from_file(sample_file, name=_avro_name(stream), roles=roles or None)
+
+
+def _avro_name(stream: str) -> str:
+    cleaned = "".join(c if c.isalnum() else "_" for c in stream)
+    return cleaned if cleaned[:1].isalpha() else f"R_{cleaned}"
+
+
+def _summary_dict(summary: Any) -> dict[str, Any]:
+    counters = summary.counters
+    return {
+        "stream": summary.stream,
+        "role": summary.role,
+        "records_in": counters.records_in,
+        "processed": counters.processed,
+        "dead_letters": counters.dead_letters,
+        "dead_letters_by_reason": dict(counters.by_reason),
+        "model_versions": summary.model_versions,
+        "synthetic_published": summary.synthetic_published,
+        "latency": summary.latency,
+        "seconds": round(summary.seconds, 3),
+    }
+
+
+@app.command()
+def replay(
+    path: Annotated[Path, typer.Argument(help="CSV, Parquet or JSONL file.")],
+    topic: Annotated[str, typer.Option(help="Topic to produce to.")],
+    rate: Annotated[float | None, typer.Option(help="Records per second (default: as fast as possible).")] = None,
+    wire_format: Annotated[str, typer.Option("--format", help="json or avro (Confluent framing).")] = "json",
+    limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
+    repeat: Annotated[int, typer.Option(help="Replay the file this many times.")] = 1,
+    schema_file: Annotated[Path | None, typer.Option(help="Avro schema (.avsc); default: inferred.")] = None,
+    schemas_topic: Annotated[str, typer.Option(help="Where the Avro schema is published.")] = "synthstream.schemas",
+    bootstrap_servers: BootstrapOpt = None,
+    security_protocol: ProtocolOpt = None,
+    sasl_mechanism: MechanismOpt = None,
+    sasl_username: UserOpt = None,
+    sasl_password: PasswordOpt = None,
+    ssl_cafile: CaOpt = None,
+    ssl_certfile: CertOpt = None,
+    ssl_keyfile: KeyOpt = None,
+) -> None:
+    """Replay a file into a topic at a target rate or as fast as possible, with a progress bar."""
+    from synthstream.connectors.files import read_table
+    from synthstream.connectors.kafka import Producer, ensure_topics
+    from synthstream.connectors.replay import replay_file
+    from synthstream.connectors.schema_topic import publish_schema
+    from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde
+
+    configure_logging(level="WARNING")
+    if wire_format not in ("json", "avro"):
+        raise _fail(ValueError(f"--format must be json or avro, not {wire_format!r}"))
+    try:
+        settings = kafka_settings(
+            bootstrap_servers,
+            security_protocol,
+            sasl_mechanism,
+            sasl_username,
+            sasl_password,
+            ssl_cafile,
+            ssl_certfile,
+            ssl_keyfile,
+        )
+        schema = load_source_schema(schema_file, path, {}, topic)
+        total = len(read_table(path)) * repeat
+        total = min(total, limit) if limit is not None else total
+
+        async def main() -> None:
+            await ensure_topics(settings, [topic, schemas_topic])
+            async with Producer(settings) as producer:
+                if wire_format == "avro":
+                    store = InMemorySchemaStore()
+                    serde: Any = AvroRecordSerde(schema, store, subject=f"{topic}-value")
+                    await publish_schema(
+                        producer, schemas_topic, f"{topic}-value", serde.schema_id, store.get(serde.schema_id)
+                    )
+                else:
+                    serde = JsonRecordSerde(schema)
+                report = await replay_file(
+                    producer, topic, path, schema, serde.encode, rate=rate, limit=limit, repeat=repeat, total=total
+                )
+            out.print(
+                f"replayed {report.records} records ({report.bytes} bytes) in {report.seconds:.2f}s "
+                f"= {report.rate:,.0f} records/s"
+            )
+
+        asyncio.run(main())
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def drain(
+    topic: Annotated[str, typer.Argument(help="Topic to read from the beginning to its current end.")],
+    parquet: Annotated[Path | None, typer.Option(help="Write a Parquet file here.")] = None,
+    duckdb_path: Annotated[Path | None, typer.Option("--duckdb", help="Write into this DuckDB database.")] = None,
+    table: Annotated[str | None, typer.Option(help="DuckDB table name (default: the topic, sanitised).")] = None,
+    schemas_topic: Annotated[str, typer.Option(help="Where Avro schemas are published.")] = "synthstream.schemas",
+    bootstrap_servers: BootstrapOpt = None,
+    security_protocol: ProtocolOpt = None,
+    sasl_mechanism: MechanismOpt = None,
+    sasl_username: UserOpt = None,
+    sasl_password: PasswordOpt = None,
+    ssl_cafile: CaOpt = None,
+    ssl_certfile: CertOpt = None,
+    ssl_keyfile: KeyOpt = None,
+) -> None:
+    """Drain a topic into Parquet or DuckDB (Avro decoded via the schemas topic, else JSON)."""
+    from synthstream.connectors.schema_topic import SchemaTopicReader
+    from synthstream.connectors.sinks import AutoDecoder, DuckDBSink, ParquetSink, Sink, TopicDrain
+    from synthstream.schemas.serde import InMemorySchemaStore
+
+    configure_logging(level="WARNING")
+    if (parquet is None) == (duckdb_path is None):
+        raise _fail(ValueError("give exactly one of --parquet or --duckdb"))
+    try:
+        settings = kafka_settings(
+            bootstrap_servers,
+            security_protocol,
+            sasl_mechanism,
+            sasl_username,
+            sasl_password,
+            ssl_cafile,
+            ssl_certfile,
+            ssl_keyfile,
+        )
+        sink: Sink
+        if parquet is not None:
+            sink = ParquetSink(parquet)
+        else:
+            assert duckdb_path is not None
+            sink = DuckDBSink(duckdb_path, table or "".join(c if c.isalnum() else "_" for c in topic))
+
+        async def main() -> None:
+            store = InMemorySchemaStore()
+            await SchemaTopicReader(settings, schemas_topic, store).refresh()
+            with contextlib.closing(sink):
+                report = await TopicDrain(settings, topic, AutoDecoder(store)).into(sink)
+            out.print(f"drained {report.written} records from {topic}; {report.undecodable} undecodable")
+
+        asyncio.run(main())
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+
+
+@app.command("infer-schema")
+def infer_schema_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV, Parquet or JSONL sample.")],
+    name: Annotated[str, typer.Option(help="Avro record name.")] = "Record",
+    output: Annotated[Literal["table", "avro"], typer.Option(help="table or avro.")] = "table",
+) -> None:
+    """Infer a record schema (types, nullability, roles) from a sample file."""
+    from synthstream.schemas.inference import infer_schema_from_file
+
+    try:
+        schema = infer_schema_from_file(path, name=name)
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+    if output == "avro":
+        out.print_json(json.dumps(schema.to_avro()))
+        return
+    grid = Table(title=f"schema inferred from {path.name}")
+    for column in ("field", "type", "nullable", "role"):
+        grid.add_column(column)
+    for f in schema.fields:
+        grid.add_row(f.name, f.type.value, "yes" if f.nullable else "no", f.role.value)
+    out.print(grid)
+
+
+@app.command()
+def models(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
+    rollback: Annotated[bool, typer.Option(help="Re-promote the previously promoted version.")] = False,
+) -> None:
+    """List model versions of a pipeline (and optionally roll back)."""
+    from synthstream.models.registry import ModelRegistry
+
+    try:
+        pipeline_config = load_pipeline_config(config)
+        registry = ModelRegistry(pipeline_config.state_dir / "models", pipeline_config.stream)
+        if rollback:
+            version = registry.rollback()
+            out.print(f"rolled back: version {version.version} is promoted")
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+    grid = Table(title=f"models of {pipeline_config.stream}")
+    for column in ("version", "status", "generator", "rows", "seed", "fit s", "created"):
+        grid.add_column(column)
+    for v in registry.versions():
+        grid.add_row(
+            str(v.version),
+            v.status,
+            v.generator,
+            str(v.lineage.rows),
+            str(v.lineage.seed),
+            f"{v.lineage.fit_seconds:.2f}",
+            v.created_at.isoformat(timespec="seconds"),
+        )
+    out.print(grid)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""models: fitted generators, their training, and the versioned registry that stores them."""

@@ -1,0 +1,158 @@
+"""The ingest stage: source micro-batch -> validate -> redaction hook -> buffer, bad -> dead letters.
+
+Per batch: every record is validated; rejected ones become dead-letter events carrying
+topic/partition/offset and the reason (never the payload); valid ones pass the redaction
+hook into the training buffer. The caller commits offsets only after :meth:`handle`
+returns, i.e. after the dead letters are acknowledged (at-least-once).
+Counts are conserved: records in = processed + dead letters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from synthstream.connectors.kafka import OutMessage, Producer
+from synthstream.errors import RecordRejected
+from synthstream.log import get_logger
+from synthstream.processors.buffer import TrainingBuffer
+from synthstream.processors.redactor import Redactor
+from synthstream.schemas.events import DeadLetterEvent, EventSerde, stable_event_id
+
+Record = dict[str, Any]
+
+
+@dataclass
+class IngestCounters:
+    """Running totals of the ingest stage."""
+
+    records_in: int = 0
+    processed: int = 0
+    dead_letters: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def conserved(self) -> bool:
+        """Whether every record in is accounted for."""
+        return self.records_in == self.processed + self.dead_letters
+
+
+class LatencyTracker:
+    """Source-to-buffer latency (record timestamp to buffer append), bounded memory."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._samples: list[float] = []
+        self._next = 0
+
+    def add(self, seconds: float) -> None:
+        """Record one latency sample (a ring once full)."""
+        if len(self._samples) < self.capacity:
+            self._samples.append(seconds)
+        else:
+            self._samples[self._next] = seconds
+            self._next = (self._next + 1) % self.capacity
+
+    def quantiles(self) -> dict[str, float]:
+        """p50/p99/max in milliseconds over the retained samples."""
+        if not self._samples:
+            return {}
+        ordered = sorted(self._samples)
+
+        def q(p: float) -> float:
+            return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000.0
+
+        return {"p50_ms": q(0.50), "p99_ms": q(0.99), "max_ms": ordered[-1] * 1000.0, "samples": float(len(ordered))}
+
+    def reset(self) -> None:
+        """Forget all samples."""
+        self._samples.clear()
+        self._next = 0
+
+
+class IngestStage:
+    """Validates, redacts and buffers one micro-batch; dead-letters what cannot be processed."""
+
+    def __init__(
+        self,
+        *,
+        validator: Callable[[bytes | None], Record],
+        redactor: Redactor,
+        buffer: TrainingBuffer,
+        producer: Producer,
+        deadletter_topic: str,
+        deadletter_serde: EventSerde[DeadLetterEvent],
+        stream: str,
+        latency: LatencyTracker | None = None,
+    ) -> None:
+        self.validator = validator
+        self.redactor = redactor
+        self.buffer = buffer
+        self.producer = producer
+        self.deadletter_topic = deadletter_topic
+        self.deadletter_serde = deadletter_serde
+        self.stream = stream
+        self.latency = latency
+        self.counters = IngestCounters()
+        self._log = get_logger("ingest", stream=stream)
+
+    def __repr__(self) -> str:
+        return f"IngestStage(stream={self.stream!r}, deadletter_topic={self.deadletter_topic!r})"
+
+    async def handle(self, batch: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
+        """Process one micro-batch; return the number of valid records buffered."""
+        valid: list[Record] = []
+        timestamps: list[int] = []
+        dead: list[OutMessage] = []
+        validate = self.validator
+        for rec in batch:
+            try:
+                valid.append(validate(rec.value))
+                timestamps.append(rec.timestamp)
+            except RecordRejected as rejected:
+                dead.append(self._dead_letter(rec, rejected))
+        if dead:
+            await self.producer.send_batch(self.deadletter_topic, dead)
+        redacted = self.redactor.process(valid)
+        self.buffer.extend(redacted)
+        self._observe_latency(timestamps)
+        self.counters.records_in += len(batch)
+        self.counters.processed += len(valid)
+        self.counters.dead_letters += len(dead)
+        return len(valid)
+
+    def _dead_letter(self, rec: ConsumerRecord[bytes, bytes], rejected: RecordRejected) -> OutMessage:
+        self.counters.by_reason[rejected.reason] += 1
+        self._log.warning(
+            "record.dead_lettered",
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            reason=rejected.reason,
+            detail=rejected.detail,
+        )
+        event = DeadLetterEvent(
+            event_id=stable_event_id(rec.topic, rec.partition, rec.offset),
+            source_topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            reason=rejected.reason,
+            detail=rejected.detail,
+            payload_bytes=len(rec.value) if rec.value is not None else 0,
+            stage="validate",
+            occurred_at=datetime.now(UTC),
+        )
+        return OutMessage(value=self.deadletter_serde.encode(event), key=event.event_id.encode())
+
+    def _observe_latency(self, timestamps: Sequence[int]) -> None:
+        if self.latency is None or not timestamps:
+            return
+        now_ms = time.time() * 1000.0
+        for ts in timestamps:
+            self.latency.add(max(0.0, now_ms - ts) / 1000.0)

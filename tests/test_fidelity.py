@@ -1,0 +1,127 @@
+"""Our fidelity scores against SDMetrics' QualityReport (used here only, as an independent check)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthstream.evaluation.fidelity import column_shapes_score, fidelity_report, pair_trends_score
+from synthstream.models.copula import GaussianCopulaGenerator
+from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
+
+SHARED = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+NUMERIC = {"age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"}
+
+
+@pytest.fixture(scope="module")
+def real() -> pd.DataFrame:
+    path = SHARED / "adult" / "adult_train_ctgan.csv"
+    if not path.is_file():
+        pytest.fail(f"shared dataset missing: {path}; set SYNTHSTREAM_SHARED_DATA")
+    frame = pd.read_csv(path, skipinitialspace=True, na_values=["?"])
+    return frame.sample(8000, random_state=0).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def schema(real: pd.DataFrame) -> RecordSchema:
+    fields = tuple(
+        FieldSpec(
+            name=c,
+            type=FieldType.LONG if c in NUMERIC else FieldType.STRING,
+            role=FieldRole.NUMERIC if c in NUMERIC else FieldRole.CATEGORICAL,
+            nullable=bool(real[c].isna().any()),
+        )
+        for c in real.columns
+    )
+    return RecordSchema(name="Adult", fields=fields)
+
+
+@pytest.fixture(scope="module")
+def synthetic(real: pd.DataFrame, schema: RecordSchema) -> pd.DataFrame:
+    model = GaussianCopulaGenerator(seed=0).fit(real, schema)
+    return pd.DataFrame(model.sample(len(real), seed=1))
+
+
+@pytest.fixture(scope="module")
+def shuffled(synthetic: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({c: rng.permutation(synthetic[c].to_numpy()) for c in synthetic.columns})
+
+
+def sdmetrics_scores(real: pd.DataFrame, synthetic: pd.DataFrame, *, thresholds: bool) -> tuple[float, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sdmetrics.reports.single_table import QualityReport
+
+        report = QualityReport()
+        if not thresholds:
+            report.real_correlation_threshold = 0
+            report.real_association_threshold = 0
+        metadata = {"columns": {c: {"sdtype": "numerical" if c in NUMERIC else "categorical"} for c in real.columns}}
+        report.generate(real, synthetic, metadata, verbose=False)
+    scores = report.get_properties().set_index("Property")["Score"]
+    return float(scores["Column Shapes"]), float(scores["Column Pair Trends"])
+
+
+@pytest.mark.parametrize("which", ["synthetic", "shuffled"])
+def test_agrees_with_sdmetrics(real: pd.DataFrame, schema: RecordSchema, which: str, request) -> None:
+    synth = request.getfixturevalue(which)
+    shapes, trends = sdmetrics_scores(real, synth, thresholds=False)
+    assert column_shapes_score(real, synth, schema) == pytest.approx(shapes, abs=0.02)
+    assert pair_trends_score(real, synth, schema) == pytest.approx(trends, abs=0.02)
+
+
+def test_agrees_with_sdmetrics_default_thresholds(real: pd.DataFrame, schema: RecordSchema, synthetic) -> None:
+    _, trends = sdmetrics_scores(real, synthetic, thresholds=True)
+    ours = pair_trends_score(real, synthetic, schema, real_correlation_threshold=0.5, real_association_threshold=0.3)
+    assert ours == pytest.approx(trends, abs=0.02)
+
+
+def test_identical_frames_score_one(real: pd.DataFrame, schema: RecordSchema) -> None:
+    report = fidelity_report(real, real.copy(), schema)
+    assert report == pytest.approx({"column_shapes": 1.0, "pair_trends": 1.0, "overall": 1.0})
+
+
+def test_independent_columns_lower_pair_trends(real: pd.DataFrame, schema: RecordSchema, synthetic, shuffled) -> None:
+    ours = fidelity_report(real, synthetic, schema)
+    broken = fidelity_report(real, shuffled, schema)
+    assert broken["column_shapes"] == pytest.approx(ours["column_shapes"])
+    assert broken["pair_trends"] < ours["pair_trends"] - 0.005
+    assert ours["overall"] == pytest.approx((ours["column_shapes"] + ours["pair_trends"]) / 2)
+
+
+def test_identifiers_and_free_text_skipped_and_datetimes_scored() -> None:
+    schema = RecordSchema(
+        fields=(
+            FieldSpec(name="id", type=FieldType.STRING, role=FieldRole.IDENTIFIER),
+            FieldSpec(name="note", type=FieldType.STRING, role=FieldRole.FREE_TEXT),
+            FieldSpec(name="at", type=FieldType.TIMESTAMP, role=FieldRole.DATETIME, nullable=True),
+            FieldSpec(name="kind", type=FieldType.STRING, role=FieldRole.CATEGORICAL, nullable=True),
+        )
+    )
+    stamps = pd.date_range("2024-01-01", periods=100, freq="h", tz="UTC")
+    real = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(100)],
+            "note": ["x"] * 100,
+            "at": stamps.to_pydatetime(),
+            "kind": ["a", "b", None, "a"] * 25,
+        }
+    )
+    synth = pd.DataFrame(
+        {
+            "id": [f"s{i}" for i in range(100)],
+            "note": ["y"] * 100,
+            "at": [str(s) for s in stamps],
+            "kind": ["a", "b", None, "a"] * 25,
+        }
+    )
+    assert column_shapes_score(real, synth, schema) == pytest.approx(1.0)
+    assert pair_trends_score(real, synth, schema) == pytest.approx(1.0)
+    shifted = synth.assign(at=[s + pd.Timedelta(days=30) for s in stamps])
+    assert column_shapes_score(real, shifted, schema) == pytest.approx(0.5)
