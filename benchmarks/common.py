@@ -71,6 +71,7 @@ class RssSampler:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self.samples.append((self.progress, psutil.Process().memory_info().rss / 2**20))
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -174,8 +174,12 @@ async def ours_latency(settings: KafkaSettings, schema: RecordSchema, seconds: f
         await ensure_topics(settings, [config.source.topic])
         n = int(1_000 * seconds)
         clock = Clock(n)
+        pipeline = Pipeline(config, settings, schema, role="all")
+        run = asyncio.create_task(pipeline.run(until=clock))
+        # Steady state: the replay starts once the consumer group join is done.
+        await asyncio.wait_for(pipeline.consuming.wait(), timeout=60)
         proc = _replay_proc(settings, sample_path(), config.source.topic, rate=1_000, repeat=-(-n // 5_000), limit=n)
-        summary = await Pipeline(config, settings, schema, role="all").run(until=clock)
+        summary = await run
         proc.wait(timeout=60)
     return {
         "latency_p50_ms": summary.latency["p50_ms"],
@@ -203,13 +207,17 @@ async def ours_first_output_and_publish(
     }
 
 
-async def _consume_until(settings: KafkaSettings, topic: str, n: int, limit_s: float) -> list[tuple[float, bytes]]:
+async def _consume_until(
+    settings: KafkaSettings, topic: str, n: int, limit_s: float, proc: subprocess.Popen[bytes] | None = None
+) -> list[tuple[float, bytes]]:
     consumer = AIOKafkaConsumer(topic, **settings.consumer_kwargs(None))
     await consumer.start()
     out: list[tuple[float, bytes]] = []
     deadline = time.perf_counter() + limit_s
     try:
         while len(out) < n and time.perf_counter() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the peer process exited with code {proc.returncode}")
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             now = time.perf_counter()
             for records in batches.values():
@@ -223,7 +231,7 @@ def _faust_proc(settings: KafkaSettings, src: str, dst: str, peer_id: str) -> su
     env = dict(os.environ, PEER_BROKER=settings.bootstrap_servers, PEER_SRC=src, PEER_DST=dst, PEER_ID=peer_id)
     faust_bin = str(Path(PY).with_name("faust"))
     return subprocess.Popen(
-        [faust_bin, "-A", "benchmarks.faust_peer", "worker", "--without-web", "-l", "warning"],
+        [faust_bin, "-A", "benchmarks.faust_peer", "worker", "--without-web", "-l", "warn"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -237,7 +245,7 @@ async def peer_faust(settings: KafkaSettings, values: list[bytes], n: int, secon
     launched = time.perf_counter()
     proc = _faust_proc(settings, src, dst, "bl")
     try:
-        got = await _consume_until(settings, dst, n, limit_s=600)
+        got = await _consume_until(settings, dst, n, limit_s=600, proc=proc)
         first, last = got[0][0], got[-1][0]
         backlog = {
             "first_output_s": first - launched,
@@ -246,7 +254,7 @@ async def peer_faust(settings: KafkaSettings, values: list[bytes], n: int, secon
         }
         # Paced 1,000 records/s with a send timestamp inside each record.
         paced = int(1_000 * seconds)
-        consumer_task = asyncio.create_task(_consume_until(settings, dst, n + paced, limit_s=seconds + 60))
+        consumer_task = asyncio.create_task(_consume_until(settings, dst, n + paced, limit_s=seconds + 60, proc=proc))
         async with Producer(settings) as producer:
             t0 = time.perf_counter()
             for i in range(0, paced, 20):

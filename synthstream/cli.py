@@ -134,6 +134,7 @@ def demo(
 def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
     role: Annotated[str, typer.Option(help="all, ingest, trainer or publisher.")] = "all",
+    engine: Annotated[str, typer.Option(help="aiokafka (default, fastest) or faust (role all only).")] = "aiokafka",
     bootstrap_servers: BootstrapOpt = None,
     security_protocol: ProtocolOpt = None,
     sasl_mechanism: MechanismOpt = None,
@@ -152,6 +153,10 @@ def run(
     try:
         if role not in ROLES:
             raise SynthstreamError(f"unknown role {role!r}; choose one of {list(ROLES)}")
+        if engine not in ("aiokafka", "faust"):
+            raise SynthstreamError(f"unknown engine {engine!r}; choose aiokafka or faust")
+        if engine == "faust" and role != "all":
+            raise SynthstreamError("the faust engine runs role 'all' only")
         pipeline_config = load_pipeline_config(config)
         settings = kafka_settings(
             bootstrap_servers,
@@ -169,6 +174,11 @@ def run(
             pipeline_config.role_overrides(),
             pipeline_config.stream,
         )
+        if engine == "faust":
+            from synthstream.streams.faust_app import FaustPipeline
+
+            FaustPipeline(pipeline_config, settings, schema).run()
+            return
         pipeline = Pipeline(pipeline_config, settings, schema, role=role)  # type: ignore[arg-type]  # checked above
 
         async def main() -> None:

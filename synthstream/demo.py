@@ -187,8 +187,6 @@ def _print_summary(console: Console, result: DemoResult, config: PipelineConfig)
     if result.fidelity:
         grid.add_row("fidelity: column shapes", f"{result.fidelity['column_shapes']:.3f}")
         grid.add_row("fidelity: pair trends", f"{result.fidelity['pair_trends']:.3f}")
-    if s.latency:
-        grid.add_row("source->buffer latency p50 / p99", f"{s.latency['p50_ms']:.0f} / {s.latency['p99_ms']:.0f} ms")
     if s.first_synthetic_after_s is not None:
         grid.add_row("first synthetic record after", f"{s.first_synthetic_after_s:.1f} s")
     grid.add_row("status", "[green]ok[/]" if result.ok else "[red]" + "; ".join(result.problems) + "[/]")

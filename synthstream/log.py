@@ -34,5 +34,9 @@ def configure_logging(*, json: bool = False, level: str = "INFO") -> None:
 
 
 def get_logger(name: str, **bound: Any) -> Any:
-    """Return a structlog logger bound with ``component=name`` and any extra keys."""
-    return structlog.get_logger(name).bind(component=name, **bound)
+    """Return a structlog logger bound with ``component=name`` and any extra keys.
+
+    The logger is a lazy proxy: it picks up :func:`configure_logging` even when it was
+    created at import time, before the entry point configured logging.
+    """
+    return structlog.get_logger(component=name, **bound)

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -51,6 +52,22 @@ async def ensure_topics(
                 await admin.create_topics(new)
     finally:
         await admin.close()
+
+
+class BatchSender(Protocol):
+    """Anything that produces micro-batches and waits for their acknowledgements.
+
+    :class:`Producer` is the aiokafka one; the faust app supplies one over faust topics,
+    so the same stages run under either engine.
+    """
+
+    async def send_batch(self, topic: str, messages: Sequence[OutMessage]) -> None:
+        """Produce ``messages`` to ``topic``; return once all are acknowledged."""
+        ...
+
+    async def send(self, topic: str, message: OutMessage) -> None:
+        """Produce one record and wait for its acknowledgement."""
+        ...
 
 
 class Producer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from synthstream.connectors.kafka import OutMessage, Producer, read_to_end
+from synthstream.connectors.kafka import BatchSender, OutMessage, read_to_end
 from synthstream.errors import SchemaError
 from synthstream.log import get_logger
 from synthstream.schemas.serde import SchemaStore
@@ -20,7 +20,9 @@ from synthstream.settings import KafkaSettings
 _log = get_logger("schema_topic")
 
 
-async def publish_schema(producer: Producer, topic: str, subject: str, schema_id: int, schema: dict[str, Any]) -> None:
+async def publish_schema(
+    producer: BatchSender, topic: str, subject: str, schema_id: int, schema: dict[str, Any]
+) -> None:
     """Publish one schema under its id (idempotent: same id, same content)."""
     value = json.dumps({"id": schema_id, "subject": subject, "schema": schema}, sort_keys=True).encode()
     await producer.send(topic, OutMessage(value=value, key=str(schema_id).encode()))

@@ -14,11 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import ConsumerRecord
-
-from synthstream.connectors.kafka import OutMessage, Producer
+from synthstream.connectors.kafka import BatchSender, OutMessage
 from synthstream.errors import RecordRejected
 from synthstream.log import get_logger
 from synthstream.processors.buffer import TrainingBuffer
@@ -26,6 +24,35 @@ from synthstream.processors.redactor import Redactor
 from synthstream.schemas.events import DeadLetterEvent, EventSerde, stable_event_id
 
 Record = dict[str, Any]
+
+
+class SourceRecord(Protocol):
+    """What the ingest stage needs of a consumed record (aiokafka's ConsumerRecord or faust's)."""
+
+    @property
+    def topic(self) -> str:
+        """Source topic."""
+        ...
+
+    @property
+    def partition(self) -> int:
+        """Source partition."""
+        ...
+
+    @property
+    def offset(self) -> int:
+        """Offset in the partition."""
+        ...
+
+    @property
+    def timestamp(self) -> int:
+        """Record timestamp in milliseconds since the epoch."""
+        ...
+
+    @property
+    def value(self) -> bytes | None:
+        """Raw value (None for a tombstone)."""
+        ...
 
 
 @dataclass
@@ -85,7 +112,7 @@ class IngestStage:
         validator: Callable[[bytes | None], Record],
         redactor: Redactor,
         buffer: TrainingBuffer,
-        producer: Producer,
+        producer: BatchSender,
         deadletter_topic: str,
         deadletter_serde: EventSerde[DeadLetterEvent],
         stream: str,
@@ -105,7 +132,7 @@ class IngestStage:
     def __repr__(self) -> str:
         return f"IngestStage(stream={self.stream!r}, deadletter_topic={self.deadletter_topic!r})"
 
-    async def handle(self, batch: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
+    async def handle(self, batch: Sequence[SourceRecord]) -> int:
         """Process one micro-batch; return the number of valid records buffered."""
         valid: list[Record] = []
         timestamps: list[int] = []
@@ -127,7 +154,7 @@ class IngestStage:
         self.counters.dead_letters += len(dead)
         return len(valid)
 
-    def _dead_letter(self, rec: ConsumerRecord[bytes, bytes], rejected: RecordRejected) -> OutMessage:
+    def _dead_letter(self, rec: SourceRecord, rejected: RecordRejected) -> OutMessage:
         self.counters.by_reason[rejected.reason] += 1
         self._log.warning(
             "record.dead_lettered",

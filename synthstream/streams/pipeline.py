@@ -23,10 +23,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiokafka import ConsumerRecord
-
 from synthstream.config import PipelineConfig
-from synthstream.connectors.kafka import BatchConsumer, Producer, ensure_topics
+from synthstream.connectors.kafka import BatchConsumer, BatchSender, Producer, ensure_topics
 from synthstream.connectors.schema_topic import SchemaTopicReader, publish_schema
 from synthstream.log import get_logger
 from synthstream.models.registry import ModelRegistry
@@ -37,7 +35,7 @@ from synthstream.schemas.events import DeadLetterEvent, EventSerde, ModelLifecyc
 from synthstream.schemas.record import RecordSchema
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, SchemaStore
 from synthstream.settings import KafkaSettings
-from synthstream.streams.ingest import IngestCounters, IngestStage, LatencyTracker
+from synthstream.streams.ingest import IngestCounters, IngestStage, LatencyTracker, SourceRecord
 from synthstream.streams.publisher import SyntheticPublisher
 from synthstream.streams.trainer import RetrainScheduler, training_executor
 
@@ -91,6 +89,8 @@ class Pipeline:
         self.publisher: SyntheticPublisher | None = None
         self.started_at = 0.0
         self.first_synthetic_at: float | None = None
+        #: Set once the source consumer has partitions assigned (the group join is done).
+        self.consuming = asyncio.Event()
         self._log = get_logger("pipeline", stream=config.stream, role=role)
 
     def __repr__(self) -> str:
@@ -123,7 +123,8 @@ class Pipeline:
         json_serde = JsonRecordSerde(self.schema)
         return lambda rows: [json_serde.encode(r) for r in rows]
 
-    async def _publish_schemas(self, producer: Producer) -> None:
+    async def publish_schemas(self, producer: BatchSender) -> None:
+        """Publish every schema this pipeline registered on the schemas topic."""
         for schema_id in self.store.ids():
             await publish_schema(
                 producer, self.config.topics.schemas, f"id-{schema_id}", schema_id, self.store.get(schema_id)
@@ -139,9 +140,6 @@ class Pipeline:
         stop = stop or asyncio.Event()
         self.started_at = time.monotonic()
         await ensure_topics(self.settings, self.output_topics())
-        deadletter_serde = EventSerde(DeadLetterEvent, self.store)
-        lifecycle_serde = EventSerde(ModelLifecycleEvent, self.store)
-        encode_many = self._encoder()
         executor = self._executor
         if self.trains and executor is None:
             executor = self._executor = training_executor()
@@ -150,8 +148,8 @@ class Pipeline:
             reader = SchemaTopicReader(self.settings, self.config.topics.schemas, self.store)
             await reader.refresh()
             await producer.start()
-            await self._publish_schemas(producer)
-            self._build(producer, deadletter_serde, lifecycle_serde, encode_many, executor)
+            self.build(producer, executor)
+            await self.publish_schemas(producer)
             await self._run_tasks(stop, until, reader)
         finally:
             if self.scheduler is not None:
@@ -162,14 +160,11 @@ class Pipeline:
                 self._executor = None
         return self.summary()
 
-    def _build(
-        self,
-        producer: Producer,
-        deadletter_serde: EventSerde[DeadLetterEvent],
-        lifecycle_serde: EventSerde[ModelLifecycleEvent],
-        encode_many: Callable[[Sequence[dict[str, Any]]], list[bytes]],
-        executor: Executor | None,
-    ) -> None:
+    def build(self, producer: BatchSender, executor: Executor | None) -> None:
+        """Create the stages of this role, producing through ``producer`` (aiokafka or faust)."""
+        deadletter_serde = EventSerde(DeadLetterEvent, self.store)
+        lifecycle_serde = EventSerde(ModelLifecycleEvent, self.store)
+        encode_many = self._encoder()
         src = self.config.source
         if self.ingests:
             validator = RecordValidator(
@@ -251,9 +246,11 @@ class Pipeline:
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100)
+                if consumer.assignment():
+                    self.consuming.set()
                 if not batch:
                     continue
-                if self._has_unknown_schema_ids(batch):
+                if self.has_unknown_schema_ids(batch):
                     await reader.refresh()
                 await self.stage.handle(batch)
                 await consumer.commit(batch)
@@ -262,7 +259,8 @@ class Pipeline:
         finally:
             await consumer.stop()
 
-    def _has_unknown_schema_ids(self, batch: Sequence[ConsumerRecord[bytes, bytes]]) -> bool:
+    def has_unknown_schema_ids(self, batch: Sequence[SourceRecord]) -> bool:
+        """Whether a batch holds Confluent-framed values whose schema this process has not loaded."""
         known = set(self.store.ids())
         for rec in batch:
             value = rec.value

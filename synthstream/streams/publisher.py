@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from synthstream.config import PublisherConfig
-from synthstream.connectors.kafka import OutMessage, Producer
+from synthstream.connectors.kafka import BatchSender, OutMessage
 from synthstream.connectors.replay import Pacer
 from synthstream.log import get_logger
 from synthstream.models.base import Generator
@@ -33,7 +33,7 @@ class SyntheticPublisher:
         self,
         *,
         registry: ModelRegistry,
-        producer: Producer,
+        producer: BatchSender,
         topic: str,
         encode_many: BatchEncoder,
         config: PublisherConfig,

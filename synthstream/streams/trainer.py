@@ -15,7 +15,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
 
 from synthstream.config import TrainingConfig
-from synthstream.connectors.kafka import OutMessage, Producer
+from synthstream.connectors.kafka import BatchSender, OutMessage
 from synthstream.log import get_logger
 from synthstream.models.registry import Lineage, ModelRegistry, ModelVersion
 from synthstream.models.training import fit_generator, warm_up
@@ -46,7 +46,7 @@ class RetrainScheduler:
         registry: ModelRegistry,
         schema: RecordSchema,
         executor: Executor,
-        producer: Producer,
+        producer: BatchSender,
         models_topic: str,
         lifecycle_serde: EventSerde[ModelLifecycleEvent],
         stream: str,
