@@ -29,6 +29,7 @@ test: setup system-deps
 lint: setup
 	$(VENV)/bin/ruff check synthstream tests benchmarks
 	$(VENV)/bin/ruff format --check synthstream tests benchmarks
+	$(VENV)/bin/mypy synthstream
 
 bench: setup
 	$(PY) -m benchmarks.pipeline

@@ -179,7 +179,7 @@ def run(
 
             FaustPipeline(pipeline_config, settings, schema).run()
             return
-        pipeline = Pipeline(pipeline_config, settings, schema, role=role)  # type: ignore[arg-type]  # checked above
+        pipeline = Pipeline(pipeline_config, settings, schema, role=role)  # `role in ROLES` narrowed it to Role
 
         async def main() -> None:
             stop = asyncio.Event()

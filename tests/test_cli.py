@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from synthstream.demo import sample_path
@@ -135,3 +136,36 @@ def test_missing_file_is_a_clear_error(tmp_path: Path):
     result = run_cli("infer-schema", str(tmp_path / "nope.csv"))
     assert result.returncode == 2
     assert "nope.csv" in result.stderr
+
+
+def test_broker_command_serves_until_interrupted():
+    import signal
+    import socket
+    import time
+
+    from synthstream.connectors.broker import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "broker", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "broker never accepted connections"
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert f"127.0.0.1:{port}" in out
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()

@@ -155,8 +155,10 @@ def test_replay_is_a_demo_profile(compose: dict[str, Any]) -> None:
 
 def test_secrets_come_from_the_environment(compose: dict[str, Any]) -> None:
     for role in (*ROLES, "replay"):
-        value = _environment(_service(compose, role)).get("SYNTHSTREAM_PSEUDONYM_KEY", "")
-        assert value.startswith("${SYNTHSTREAM_PSEUDONYM_KEY"), f"{role}: pseudonym key must be interpolated"
+        value = _environment(_service(compose, role)).get("SYNTHSTREAM_KAFKA_SASL_PASSWORD", "")
+        assert value.startswith("${SYNTHSTREAM_KAFKA_SASL_PASSWORD"), (
+            f"{role}: SASL password must be interpolated, not written"
+        )
 
 
 def test_dockerfile_builds_a_non_root_synthstream_image() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
 import sys
@@ -18,23 +17,9 @@ from synthstream.evaluation.fidelity import fidelity_report
 from synthstream.models.base import Generator
 from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
+from tests.helpers import ADULT_NUMERIC, adult_schema, shared
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-ADULT_NUMERIC = {"age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"}
-
-
-def adult_schema(frame: pd.DataFrame) -> RecordSchema:
-    fields = tuple(
-        FieldSpec(
-            name=c,
-            type=FieldType.LONG if c in ADULT_NUMERIC else FieldType.STRING,
-            role=FieldRole.NUMERIC if c in ADULT_NUMERIC else FieldRole.CATEGORICAL,
-            nullable=bool(frame[c].isna().any()),
-        )
-        for c in frame.columns
-    )
-    return RecordSchema(name="Adult", fields=fields)
 
 
 def to_records(frame: pd.DataFrame) -> list[dict]:
@@ -58,9 +43,7 @@ def records(adult: pd.DataFrame) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def transactions() -> tuple[pd.DataFrame, RecordSchema]:
-    path = SHARED / "transactions" / "fraudTrain_prefix.csv"
-    if not path.is_file():
-        pytest.fail(f"shared dataset missing: {path}; set SYNTHSTREAM_SHARED_DATA")
+    path = shared("transactions/fraudTrain_prefix.csv")
     frame = pd.read_csv(path, index_col=0, dtype={"cc_num": str})
     frame["trans_date_trans_time"] = pd.to_datetime(frame["trans_date_trans_time"], utc=True)
     frame["dob"] = pd.to_datetime(frame["dob"], utc=True)

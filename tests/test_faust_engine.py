@@ -16,7 +16,7 @@ from synthstream.schemas.events import DeadLetterEvent, EventSerde
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.serde import InMemorySchemaStore, JsonRecordSerde
 from synthstream.streams.publisher import HEADER_SYNTHETIC
-from tests.pipeline_helpers import read_topic
+from tests.helpers import read_topic
 
 
 async def test_faust_worker_turns_a_source_topic_into_a_synthetic_feed(kafka, names, tmp_path: Path):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,32 +11,19 @@ import pytest
 from synthstream.evaluation.fidelity import column_shapes_score, fidelity_report, pair_trends_score
 from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
-
-SHARED = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-NUMERIC = {"age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"}
+from tests.helpers import ADULT_NUMERIC, adult_schema, shared
 
 
 @pytest.fixture(scope="module")
 def real() -> pd.DataFrame:
-    path = SHARED / "adult" / "adult_train_ctgan.csv"
-    if not path.is_file():
-        pytest.fail(f"shared dataset missing: {path}; set SYNTHSTREAM_SHARED_DATA")
+    path = shared("adult/adult_train_ctgan.csv")
     frame = pd.read_csv(path, skipinitialspace=True, na_values=["?"])
     return frame.sample(8000, random_state=0).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
 def schema(real: pd.DataFrame) -> RecordSchema:
-    fields = tuple(
-        FieldSpec(
-            name=c,
-            type=FieldType.LONG if c in NUMERIC else FieldType.STRING,
-            role=FieldRole.NUMERIC if c in NUMERIC else FieldRole.CATEGORICAL,
-            nullable=bool(real[c].isna().any()),
-        )
-        for c in real.columns
-    )
-    return RecordSchema(name="Adult", fields=fields)
+    return adult_schema(real)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +47,9 @@ def sdmetrics_scores(real: pd.DataFrame, synthetic: pd.DataFrame, *, thresholds:
         if not thresholds:
             report.real_correlation_threshold = 0
             report.real_association_threshold = 0
-        metadata = {"columns": {c: {"sdtype": "numerical" if c in NUMERIC else "categorical"} for c in real.columns}}
+        metadata = {
+            "columns": {c: {"sdtype": "numerical" if c in ADULT_NUMERIC else "categorical"} for c in real.columns}
+        }
         report.generate(real, synthetic, metadata, verbose=False)
     scores = report.get_properties().set_index("Property")["Score"]
     return float(scores["Column Shapes"]), float(scores["Column Pair Trends"])

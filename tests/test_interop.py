@@ -18,7 +18,7 @@ from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.serde import InMemorySchemaStore, JsonRecordSerde
 from synthstream.streams.pipeline import Pipeline
 from synthstream.streams.publisher import HEADER_MODEL_VERSION, HEADER_SYNTHETIC
-from tests.pipeline_helpers import pipeline_config
+from tests.helpers import pipeline_config
 
 
 def _rd_consume_all(bootstrap: str, topic: str, group: str, expected: int, timeout_s: float = 60.0) -> list:

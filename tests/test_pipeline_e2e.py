@@ -19,7 +19,7 @@ from synthstream.schemas.record import FieldType
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, frame
 from synthstream.streams.pipeline import Pipeline
 from synthstream.streams.publisher import HEADER_MODEL_VERSION, HEADER_SYNTHETIC
-from tests.pipeline_helpers import pipeline_config, read_topic
+from tests.helpers import pipeline_config, read_topic
 
 PY_TYPES = {
     FieldType.LONG: int,

@@ -12,25 +12,16 @@ import pytest
 from synthstream.errors import ModelError
 from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.models.registry import Lineage, ModelRegistry
-from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
+from synthstream.schemas.record import RecordSchema
+from tests.helpers import adult_schema
 
 REPO = Path(__file__).resolve().parents[1]
-NUMERIC = {"age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"}
 
 
 @pytest.fixture(scope="module")
 def adult() -> tuple[pd.DataFrame, RecordSchema]:
     frame = pd.read_csv(REPO / "synthstream" / "data" / "adult_sample.csv").head(1500)
-    fields = tuple(
-        FieldSpec(
-            name=c,
-            type=FieldType.LONG if c in NUMERIC else FieldType.STRING,
-            role=FieldRole.NUMERIC if c in NUMERIC else FieldRole.CATEGORICAL,
-            nullable=bool(frame[c].isna().any()),
-        )
-        for c in frame.columns
-    )
-    return frame, RecordSchema(name="Adult", fields=fields)
+    return frame, adult_schema(frame)
 
 
 def fit(adult: tuple[pd.DataFrame, RecordSchema], seed: int) -> GaussianCopulaGenerator:

@@ -16,7 +16,7 @@ from synthstream.connectors.sinks import AutoDecoder, DuckDBSink, ParquetSink, T
 from synthstream.demo import sample_path
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde
-from tests.pipeline_helpers import read_topic
+from tests.helpers import read_topic
 
 
 async def test_paced_replay_never_runs_ahead_of_its_rate(kafka, names):

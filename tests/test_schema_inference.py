@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,16 +15,9 @@ from synthstream.connectors.files import iter_file_records, read_table, records_
 from synthstream.errors import SchemaError
 from synthstream.schemas.inference import infer_schema, infer_schema_from_file
 from synthstream.schemas.record import FieldRole, FieldType, RecordSchema
+from tests.helpers import shared
 
-SHARED = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SAMPLE = Path(__file__).resolve().parents[1] / "synthstream" / "data" / "adult_sample.csv"
-
-
-def shared(relative: str) -> Path:
-    path = SHARED / relative
-    if not path.is_file():
-        pytest.fail(f"shared dataset {path} is missing; set SYNTHSTREAM_SHARED_DATA to the shared data directory")
-    return path
 
 
 @pytest.fixture(scope="module")

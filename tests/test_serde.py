@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -48,16 +47,9 @@ from synthstream.schemas.serde import (
     schema_id_for,
     unframe,
 )
+from tests.helpers import shared
 
-SHARED = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
-
-
-def shared(relative: str) -> Path:
-    path = SHARED / relative
-    if not path.is_file():
-        pytest.fail(f"shared dataset {path} is missing; set SYNTHSTREAM_SHARED_DATA to the shared data directory")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from synthstream.schemas.events import EventSerde, ModelLifecycleEvent
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.serde import InMemorySchemaStore
 from synthstream.streams.trainer import RetrainScheduler, training_executor
-from tests.pipeline_helpers import read_topic
+from tests.helpers import read_topic
 
 
 def _records():

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -16,15 +14,7 @@ from synthstream.processors.validator import RecordValidator, ValidationResult
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.record import RecordSchema
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, frame
-
-SHARED = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def shared(relative: str) -> Path:
-    path = SHARED / relative
-    if not path.is_file():
-        pytest.fail(f"shared dataset {path} is missing; set SYNTHSTREAM_SHARED_DATA to the shared data directory")
-    return path
+from tests.helpers import shared
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,11 @@ exceeds 0.5 or Cramér's V exceeds 0.3; pass those thresholds to mirror it).
 from __future__ import annotations
 
 import itertools
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from scipy.stats import ks_2samp
 from scipy.stats.contingency import association
 
@@ -35,6 +37,8 @@ __all__ = ["column_shapes_score", "fidelity_report", "pair_trends_score"]
 _CONTINUOUS_ROLES = (FieldRole.NUMERIC, FieldRole.DATETIME)
 _SKIPPED_ROLES = (FieldRole.IDENTIFIER, FieldRole.FREE_TEXT)
 _BINS = 10
+
+FloatArray: TypeAlias = NDArray[np.float64]
 
 
 def _is_continuous(field: FieldSpec) -> bool:
@@ -48,7 +52,7 @@ def _scored_fields(schema: RecordSchema, *frames: pd.DataFrame) -> list[FieldSpe
     ]
 
 
-def _numeric(column: pd.Series, field: FieldSpec) -> np.ndarray:
+def _numeric(column: pd.Series, field: FieldSpec) -> FloatArray:
     """Column as float64 (NaN for null or unparsable); timestamps as epoch microseconds."""
     if field.type is FieldType.TIMESTAMP:
         stamps = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
@@ -56,7 +60,8 @@ def _numeric(column: pd.Series, field: FieldSpec) -> np.ndarray:
         ok = stamps.notna().to_numpy()
         out[ok] = stamps[ok].dt.as_unit("us").astype("int64").to_numpy().astype(np.float64)
         return out
-    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values: FloatArray = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
 
 
 def _category_key(column: pd.Series) -> pd.Series:
@@ -64,7 +69,7 @@ def _category_key(column: pd.Series) -> pd.Series:
     return column.astype(object).where(column.notna(), np.nan)
 
 
-def _ks_complement(real: np.ndarray, synth: np.ndarray) -> float:
+def _ks_complement(real: FloatArray, synth: FloatArray) -> float:
     real, synth = real[~np.isnan(real)], synth[~np.isnan(synth)]
     if real.size == 0 or synth.size == 0:
         return float("nan")
@@ -92,7 +97,7 @@ def column_shapes_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Rec
     return _nanmean(scores)
 
 
-def _correlation_similarity(real: np.ndarray, synth: np.ndarray, threshold: float) -> float:
+def _correlation_similarity(real: FloatArray, synth: FloatArray, threshold: float) -> float:
     """``1 - |r_real - r_synth| / 2`` on rows without nulls; NaN when undefined or below threshold."""
     r_real, r_synth = _pearson(real), _pearson(synth)
     if np.isnan(r_real) or np.isnan(r_synth) or (abs(r_real) <= threshold and threshold > 0):
@@ -100,7 +105,7 @@ def _correlation_similarity(real: np.ndarray, synth: np.ndarray, threshold: floa
     return float(1.0 - abs(r_real - r_synth) / 2.0)
 
 
-def _pearson(pair: np.ndarray) -> float:
+def _pearson(pair: FloatArray) -> float:
     pair = pair[~np.isnan(pair).any(axis=1)]
     if pair.shape[0] < 2 or np.ptp(pair[:, 0]) == 0 or np.ptp(pair[:, 1]) == 0:
         return float("nan")
@@ -127,7 +132,7 @@ def _cramers_v(counts: pd.Series) -> float:
     return float(association(table, method="cramer"))
 
 
-def _binned(real: np.ndarray, synth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _binned(real: FloatArray, synth: FloatArray) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Both columns cut on 10 equal-width bins of the real data (null -> its own bin)."""
     finite = real[~np.isnan(real)]
     if finite.size == 0:

@@ -46,10 +46,11 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeAlias
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from scipy.special import ndtr, ndtri
 
 from synthstream.errors import ModelError, NotFittedError
@@ -64,7 +65,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE_STRINGS = frozenset({"true", "t", "1", "yes", "y"})
 _FALSE_STRINGS = frozenset({"false", "f", "0", "no", "n"})
 
-Column = pd.Series
+Column: TypeAlias = pd.Series
+FloatArray: TypeAlias = NDArray[np.float64]
+BoolArray: TypeAlias = NDArray[np.bool_]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,13 +75,14 @@ Column = pd.Series
 # ---------------------------------------------------------------------------------------------
 
 
-def _normal_scores(lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _normal_scores(lo: FloatArray, hi: FloatArray, rng: np.random.Generator) -> FloatArray:
     """Distributional transform: a normal score drawn uniformly inside ``[lo, hi]`` in CDF space."""
     u = lo + rng.random(lo.shape[0]) * (hi - lo)
-    return ndtri(np.clip(u, _EPS, 1.0 - _EPS))
+    scores: FloatArray = ndtri(np.clip(u, _EPS, 1.0 - _EPS))
+    return scores
 
 
-def _mean_scores(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _mean_scores(lo: FloatArray, hi: FloatArray) -> FloatArray:
     """Mean of a standard normal restricted to ``[lo, hi]`` in CDF space (no jitter).
 
     Used for null indicators: jittering a rare binary dilutes its correlation (two
@@ -87,23 +91,25 @@ def _mean_scores(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """
     a, b = ndtri(np.clip(lo, 0.0, 1.0)), ndtri(np.clip(hi, 0.0, 1.0))
     width = np.maximum(hi - lo, _EPS)
-    return (_phi(a) - _phi(b)) / width
+    means: FloatArray = (_phi(a) - _phi(b)) / width
+    return means
 
 
-def _phi(z: np.ndarray) -> np.ndarray:
+def _phi(z: FloatArray) -> FloatArray:
     with np.errstate(over="ignore", invalid="ignore"):
         return np.where(np.isfinite(z), np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi), 0.0)
 
 
-def _to_float(column: Column, field: FieldSpec) -> np.ndarray:
+def _to_float(column: Column, field: FieldSpec) -> FloatArray:
     """Numeric values as float64 (NaN for null); ModelError naming the field otherwise."""
     try:
-        return pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+        values: FloatArray = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+        return values
     except (ValueError, TypeError):
         raise ModelError(f"field {field.name!r} ({field.type.value}) holds non-numeric values") from None
 
 
-def _to_epoch_us(column: Column, field: FieldSpec) -> np.ndarray:
+def _to_epoch_us(column: Column, field: FieldSpec) -> FloatArray:
     """Timestamps as float64 epoch microseconds (NaN for null); naive values are taken as UTC."""
     try:
         stamps = pd.to_datetime(column, utc=True, errors="raise", format="mixed")
@@ -138,12 +144,12 @@ def _canonical(value: Any, ftype: FieldType) -> Any:
     return str(value)
 
 
-def _us_to_datetimes(values: np.ndarray) -> list[datetime]:
+def _us_to_datetimes(values: NDArray[np.int64]) -> list[datetime]:
     """Epoch microseconds to tz-aware UTC datetimes."""
     return [_EPOCH + timedelta(microseconds=v) for v in values.tolist()]
 
 
-def _with_nulls(values: list[Any], null_mask: np.ndarray | None) -> list[Any]:
+def _with_nulls(values: list[Any], null_mask: BoolArray | None) -> list[Any]:
     """Put ``None`` where ``null_mask`` is set (in place) and return ``values``."""
     if null_mask is not None:
         for i in np.flatnonzero(null_mask).tolist():
@@ -174,15 +180,15 @@ class _FieldModel:
         self.null_rate = 0.0
         self.null_cut: float | None = None  # latent threshold above which a value is null
 
-    def fit(self, column: Column, rng: np.random.Generator) -> np.ndarray:
+    def fit(self, column: Column, rng: np.random.Generator) -> FloatArray:
         """Learn the marginal and return the training rows' normal scores, shape ``(n, n_latent)``."""
         raise NotImplementedError
 
-    def sample(self, latent: np.ndarray, rng: np.random.Generator) -> list[Any]:
+    def sample(self, latent: FloatArray, rng: np.random.Generator) -> list[Any]:
         """Map correlated normals ``(n, n_latent)`` back to canonical values."""
         raise NotImplementedError
 
-    def _with_null_indicator(self, scores: np.ndarray, null: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _with_null_indicator(self, scores: FloatArray, null: BoolArray, rng: np.random.Generator) -> FloatArray:
         """Stack the value scores with a null-indicator column when the field had nulls."""
         scores[null] = rng.standard_normal(int(null.sum()))  # a null row's value score is unknown: impute
         if not null.any():
@@ -195,10 +201,10 @@ class _FieldModel:
         ind_hi = np.where(null, 1.0, 1.0 - self.null_rate)
         return np.column_stack([scores, _mean_scores(ind_lo, ind_hi)])
 
-    def _null_mask(self, latent: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    def _null_mask(self, latent: FloatArray, rng: np.random.Generator) -> BoolArray | None:
         """Rows to null: from the indicator column in the copula, else independently at ``null_rate``."""
         if self.null_cut is not None:
-            mask: np.ndarray = latent[:, -1] > self.null_cut
+            mask: BoolArray = latent[:, -1] > self.null_cut
             return mask
         return rng.random(latent.shape[0]) < self.null_rate if self.null_rate > 0 else None
 
@@ -210,10 +216,10 @@ class _Categorical(_FieldModel):
         super().__init__(field)
         self.max_categories = max_categories
         self.in_copula = in_copula
-        self.values: np.ndarray = np.array([None], dtype=object)
-        self.cum: np.ndarray = np.ones(1)
+        self.values: NDArray[np.object_] = np.array([None], dtype=object)
+        self.cum: FloatArray = np.ones(1)
 
-    def fit(self, column: Column, rng: np.random.Generator) -> np.ndarray:
+    def fit(self, column: Column, rng: np.random.Generator) -> FloatArray:
         codes, uniques = pd.factorize(column, use_na_sentinel=True, sort=True)
         null = codes < 0
         scores = np.zeros(len(column))
@@ -225,7 +231,7 @@ class _Categorical(_FieldModel):
             return np.empty((len(column), 0))
         return self._with_null_indicator(scores, null, rng)
 
-    def _fit_categories(self, codes: np.ndarray, uniques: list[Any], rng: np.random.Generator) -> np.ndarray:
+    def _fit_categories(self, codes: NDArray[np.intp], uniques: list[Any], rng: np.random.Generator) -> FloatArray:
         """Keep the top ``max_categories``, fold the rest in by frequency; return the rows' scores."""
         counts = np.bincount(codes, minlength=len(uniques)).astype(np.float64)
         order = np.argsort(-counts, kind="stable")[: self.max_categories]
@@ -244,7 +250,7 @@ class _Categorical(_FieldModel):
         lo = np.concatenate(([0.0], self.cum[:-1]))
         return _normal_scores(lo[ranks], self.cum[ranks], rng)
 
-    def sample(self, latent: np.ndarray, rng: np.random.Generator) -> list[Any]:
+    def sample(self, latent: FloatArray, rng: np.random.Generator) -> list[Any]:
         u = ndtr(latent[:, 0]) if self.in_copula else rng.random(latent.shape[0])
         idx = np.minimum(np.searchsorted(self.cum, u, side="right"), len(self.values) - 1)
         values: list[Any] = self.values[idx].tolist()
@@ -259,15 +265,15 @@ class _Numeric(_FieldModel):
         self.n_quantiles = n_quantiles
         self.is_datetime = field.type is FieldType.TIMESTAMP
         self.is_integral = field.type is FieldType.LONG or self.is_datetime
-        self.support: np.ndarray = np.zeros(1)  # discrete values, or the quantile grid
-        self.cum: np.ndarray = np.ones(1)  # discrete cumulative probabilities, or grid levels
+        self.support: FloatArray = np.zeros(1)  # discrete values, or the quantile grid
+        self.cum: FloatArray = np.ones(1)  # discrete cumulative probabilities, or grid levels
         self.discrete = True
 
-    def _values(self, column: Column) -> np.ndarray:
+    def _values(self, column: Column) -> FloatArray:
         field = FieldSpec(name=self.name, type=self.ftype, role=FieldRole.NUMERIC)
         return _to_epoch_us(column, field) if self.is_datetime else _to_float(column, field)
 
-    def fit(self, column: Column, rng: np.random.Generator) -> np.ndarray:
+    def fit(self, column: Column, rng: np.random.Generator) -> FloatArray:
         x = self._values(column)
         null = np.isnan(x)
         observed = x[~null]
@@ -280,7 +286,7 @@ class _Numeric(_FieldModel):
             scores[~null] = _normal_scores(lo, hi, rng)
         return self._with_null_indicator(scores, null, rng)
 
-    def _fit_marginal(self, observed: np.ndarray) -> None:
+    def _fit_marginal(self, observed: FloatArray) -> None:
         uniques, counts = np.unique(observed, return_counts=True)
         self.discrete = uniques.size <= _DISCRETE_MAX
         if self.discrete:
@@ -291,7 +297,7 @@ class _Numeric(_FieldModel):
             self.cum = np.linspace(0.0, 1.0, self.n_quantiles)
             self.support = np.quantile(observed, self.cum)
 
-    def sample(self, latent: np.ndarray, rng: np.random.Generator) -> list[Any]:
+    def sample(self, latent: FloatArray, rng: np.random.Generator) -> list[Any]:
         u = ndtr(latent[:, 0])
         if self.discrete:
             idx = np.minimum(np.searchsorted(self.cum, u, side="right"), self.support.size - 1)
@@ -319,11 +325,11 @@ class _Identifier(_FieldModel):
         super().__init__(field)
         self.low = 0.0
         self.high = 0.0
-        self.lengths: np.ndarray = np.empty(0, dtype=np.int64)
-        self.length_cum: np.ndarray = np.empty(0)
-        self.alphabets: dict[int, list[np.ndarray]] = {}
+        self.lengths: NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self.length_cum: FloatArray = np.empty(0)
+        self.alphabets: dict[int, list[NDArray[np.uint8]]] = {}
 
-    def fit(self, column: Column, rng: np.random.Generator) -> np.ndarray:
+    def fit(self, column: Column, rng: np.random.Generator) -> FloatArray:
         null = column.isna().to_numpy()
         if null.all():
             raise ModelError(f"field {self.name!r} has no non-null values to learn from")
@@ -353,7 +359,7 @@ class _Identifier(_FieldModel):
             chars = np.array(observed[lengths == length].tolist(), dtype=f"U{length}").view("U1").reshape(-1, length)
             self.alphabets[length] = [_alphabet(set(np.unique(chars[:, j]).tolist()), hexish) for j in range(length)]
 
-    def sample(self, latent: np.ndarray, rng: np.random.Generator) -> list[Any]:
+    def sample(self, latent: FloatArray, rng: np.random.Generator) -> list[Any]:
         n = latent.shape[0]
         values: list[Any]
         if self.ftype is FieldType.STRING:
@@ -363,7 +369,7 @@ class _Identifier(_FieldModel):
         elif self.ftype is FieldType.DOUBLE:
             values = rng.uniform(self.low, self.high, n).tolist()
         else:
-            ints = rng.integers(int(self.low), int(self.high), n, endpoint=True)
+            ints = rng.integers(int(self.low), int(self.high), n, dtype=np.int64, endpoint=True)
             values = _us_to_datetimes(ints) if self.ftype is FieldType.TIMESTAMP else ints.tolist()
         return _with_nulls(values, self._null_mask(latent, rng))
 
@@ -385,7 +391,7 @@ class _Identifier(_FieldModel):
         return result
 
 
-def _alphabet(chars: set[str], hexish: bool) -> np.ndarray:
+def _alphabet(chars: set[str], hexish: bool) -> NDArray[np.uint8]:
     """Build the ASCII alphabet of one identifier position: whole character classes, punctuation as seen."""
     pieces: list[str] = []
     if chars & set(_DIGITS):
@@ -444,9 +450,9 @@ class GaussianCopulaGenerator:
         self.shrinkage = float(shrinkage)
         self._schema: RecordSchema | None = None
         self._fields: list[_FieldModel] = []
-        self._chol: np.ndarray = np.empty((0, 0))
+        self._chol: FloatArray = np.empty((0, 0))
         self._rng = np.random.default_rng(seed)
-        self.correlation_: np.ndarray = np.empty((0, 0))
+        self.correlation_: FloatArray = np.empty((0, 0))
         self.shrinkage_used_: float = 0.0
         self.rows_: int = 0
 
@@ -551,7 +557,7 @@ def _as_frame(records: Sequence[Mapping[str, Any]] | pd.DataFrame, schema: Recor
     return frame
 
 
-def _correlation(scores: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _correlation(scores: FloatArray, shrinkage: float) -> tuple[FloatArray, FloatArray, float]:
     """Pearson correlation of the scores, shrunk toward identity until Cholesky succeeds."""
     d = scores.shape[1]
     if d == 0:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, StreamT
 
 from synthstream.config import PipelineConfig
 from synthstream.connectors.kafka import OutMessage
@@ -46,7 +46,7 @@ class FaustSourceRecord:
     value: bytes | None
 
     @classmethod
-    def from_event(cls, event: EventT) -> FaustSourceRecord:
+    def from_event(cls, event: EventT[Any]) -> FaustSourceRecord:
         """Copy the coordinates and raw value of a faust event."""
         msg = event.message
         return cls(msg.topic, msg.partition, msg.offset, int(msg.timestamp * 1000), msg.value)
@@ -161,11 +161,12 @@ class FaustPipeline:
         )
         os.kill(os.getpid(), signal.SIGTERM)
 
-    async def _ingest(self, stream: AsyncIterator[Any]) -> None:
+    async def _ingest(self, stream: StreamT[Any]) -> None:
         await self._ready.wait()
         assert self.pipeline.stage is not None
         size = self.config.source.batch_size
-        async for events in stream.take_events(size, within=0.05):  # type: ignore[attr-defined]  # faust Stream
+        # faust hands agents a concrete Stream; take_events is not part of the StreamT interface
+        async for events in cast("faust.Stream[Any]", stream).take_events(size, within=0.05):
             batch = [FaustSourceRecord.from_event(e) for e in events]
             if self.pipeline.has_unknown_schema_ids(batch):
                 await self.reader.refresh()

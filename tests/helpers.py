@@ -1,15 +1,45 @@
-"""Helpers for end-to-end tests: per-test pipeline configs and topic readers."""
+"""Test helpers: shared datasets, a hand-built Adult schema, per-test pipeline configs, topic readers."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pytest
 from aiokafka import ConsumerRecord
 
 from synthstream.config import PipelineConfig, parse_pipeline_config
 from synthstream.connectors.kafka import read_to_end
+from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 from synthstream.settings import KafkaSettings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", REPO.parent / "shared" / "data"))
+ADULT_NUMERIC = {"age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"}
+
+
+def shared(relative: str) -> Path:
+    """A file of the shared datasets (../shared/data); the test fails, never skips, when it is missing."""
+    path = SHARED / relative
+    if not path.is_file():
+        pytest.fail(f"shared dataset {path} is missing; set SYNTHSTREAM_SHARED_DATA to the shared data directory")
+    return path
+
+
+def adult_schema(frame: pd.DataFrame) -> RecordSchema:
+    """Adult's schema written by hand (independent of schema inference)."""
+    fields = tuple(
+        FieldSpec(
+            name=c,
+            type=FieldType.LONG if c in ADULT_NUMERIC else FieldType.STRING,
+            role=FieldRole.NUMERIC if c in ADULT_NUMERIC else FieldRole.CATEGORICAL,
+            nullable=bool(frame[c].isna().any()),
+        )
+        for c in frame.columns
+    )
+    return RecordSchema(name="Adult", fields=fields)
 
 
 def pipeline_config(prefix: str, state_dir: Path, sample: Path, **sections: Any) -> PipelineConfig:
