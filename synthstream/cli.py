@@ -12,6 +12,7 @@ import contextlib
 import json
 import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -83,20 +84,18 @@ def broker(
     from synthstream.connectors.broker import EmbeddedBroker
 
     configure_logging()
+    stop = threading.Event()
+    # Handlers go in before the broker starts, so an early Ctrl-C still stops it cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         with EmbeddedBroker(host=host, port=port) as running:
             out.print(
                 f"embedded broker listening on [bold]{running.bootstrap_servers}[/] (memory only); Ctrl-C stops it"
             )
-            stop = asyncio.Event()
-
-            async def wait() -> None:
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
-
-            asyncio.run(wait())
+            while not stop.wait(0.5):
+                if not running.running:
+                    raise SynthstreamError("the embedded broker exited unexpectedly")
     except SynthstreamError as exc:
         raise _fail(exc) from None
 
