@@ -48,10 +48,39 @@ class SourceConfig(_Strict):
         return self
 
 
+RedactOperator = Literal["auto", "keep", "drop", "mask", "pseudonymize", "fake", "generalize", "scan"]
+
+
 class FieldOverride(_Strict):
-    """Per-field overrides of what schema inference decided."""
+    """Per-field overrides of what schema inference and PII detection decided."""
 
     role: FieldRole | None = Field(default=None, description="Semantic role to use instead of the inferred one.")
+    redact: RedactOperator = Field(
+        default="auto",
+        description="Redaction operator; auto = chosen from the detected entity; scan = NER + recognizers over text.",
+    )
+    entity: str | None = Field(default=None, description="Entity the field holds (e.g. PERSON), overriding detection.")
+    generalize: Literal["year", "month", "prefix", "band"] | None = Field(
+        default=None, description="How to generalize (date -> year/month, zip/CEP -> prefix, age -> band)."
+    )
+
+
+class RedactionConfig(_Strict):
+    """In-flight PII redaction: the one stage that sees raw values."""
+
+    enabled: bool = Field(default=True, description="Redact before anything is buffered, counted or published.")
+    locale: Literal["en_US", "pt_BR"] = Field(default="en_US", description="Locale of format-preserving fakes.")
+    language: Literal["en", "pt"] = Field(default="en", description="NER language for free-text fields.")
+    key_env: str = Field(
+        default="SYNTHSTREAM_PSEUDONYM_KEY", description="Environment variable holding the pseudonym (HMAC) key."
+    )
+    ephemeral_key: bool = Field(
+        default=False,
+        description="Use a random per-process key when the variable is unset (demo only: pseudonyms then change "
+        "across restarts).",
+    )
+    sample_records: int = Field(default=1_000, ge=10, description="Sample rows used to detect what each field holds.")
+    findings_window_s: float = Field(default=60.0, gt=0, description="Window of the pii-findings events.")
 
 
 class BufferConfig(_Strict):
@@ -107,6 +136,7 @@ class PipelineConfig(_Strict):
     stream: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="Name of the stream.")
     source: SourceConfig
     fields: dict[str, FieldOverride] = Field(default_factory=dict, description="Per-field overrides.")
+    redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
@@ -117,6 +147,11 @@ class PipelineConfig(_Strict):
     def group_id(self) -> str:
         """Consumer group of the ingest role."""
         return self.source.group_id or f"synthstream-{self.stream}"
+
+    @property
+    def redacted_topic(self) -> str:
+        """Topic of redacted source records."""
+        return self.topics.redacted or f"{self.stream}.redacted"
 
     @property
     def synthetic_topic(self) -> str:

@@ -83,6 +83,11 @@ class Producer:
         self._started = True
         return self
 
+    @property
+    def started(self) -> bool:
+        """Whether the producer is connected."""
+        return self._started
+
     async def stop(self) -> None:
         """Flush pending records and disconnect."""
         if self._started:

@@ -150,6 +150,8 @@ class FaustPipeline:
         """The configured feed is complete: log the summary and stop the worker as SIGTERM would."""
         if self.pipeline.scheduler is not None:
             await self.pipeline.scheduler.wait_idle()
+        if self.pipeline.findings is not None:
+            await self.pipeline.findings.tick(force=True)
         summary = self.pipeline.summary()
         self._log.info(
             "pipeline.finished",
@@ -173,8 +175,12 @@ class FaustPipeline:
             await self.pipeline.stage.handle(batch)
 
     async def _retrain_tick(self) -> None:
-        if self._ready.is_set() and self.pipeline.scheduler is not None:
+        if not self._ready.is_set():
+            return
+        if self.pipeline.scheduler is not None:
             self.pipeline.scheduler.maybe_start()
+        if self.pipeline.findings is not None:
+            await self.pipeline.findings.tick()
 
     def run(self) -> None:
         """Run the faust worker in the foreground until SIGTERM/SIGINT or the feed is complete."""

@@ -117,7 +117,13 @@ class IngestStage:
         deadletter_serde: EventSerde[DeadLetterEvent],
         stream: str,
         latency: LatencyTracker | None = None,
+        redacted_topic: str | None = None,
+        encode_redacted: Callable[[Sequence[Record]], list[bytes]] | None = None,
     ) -> None:
+        if (redacted_topic is None) != (encode_redacted is None):
+            raise ValueError("redacted_topic and encode_redacted go together")
+        if redacted_topic is not None and not redactor.redacts:
+            raise ValueError("a redacted topic needs a redactor that redacts; the pass-through hook does not")
         self.validator = validator
         self.redactor = redactor
         self.buffer = buffer
@@ -126,6 +132,8 @@ class IngestStage:
         self.deadletter_serde = deadletter_serde
         self.stream = stream
         self.latency = latency
+        self.redacted_topic = redacted_topic
+        self.encode_redacted = encode_redacted
         self.counters = IngestCounters()
         self._log = get_logger("ingest", stream=stream)
 
@@ -135,19 +143,26 @@ class IngestStage:
     async def handle(self, batch: Sequence[SourceRecord]) -> int:
         """Process one micro-batch; return the number of valid records buffered."""
         valid: list[Record] = []
-        timestamps: list[int] = []
+        sources: list[SourceRecord] = []
         dead: list[OutMessage] = []
         validate = self.validator
         for rec in batch:
             try:
                 valid.append(validate(rec.value))
-                timestamps.append(rec.timestamp)
+                sources.append(rec)
             except RecordRejected as rejected:
                 dead.append(self._dead_letter(rec, rejected))
+        redacted = self.redactor.process(valid)
         if dead:
             await self.producer.send_batch(self.deadletter_topic, dead)
-        redacted = self.redactor.process(valid)
+        if self.redacted_topic is not None and self.encode_redacted is not None and redacted:
+            values = self.encode_redacted(redacted)
+            keys = [stable_event_id(r.topic, r.partition, r.offset).encode() for r in sources]
+            await self.producer.send_batch(
+                self.redacted_topic, [OutMessage(value=v, key=k) for v, k in zip(values, keys, strict=True)]
+            )
         self.buffer.extend(redacted)
+        timestamps = [r.timestamp for r in sources]
         self._observe_latency(timestamps)
         self.counters.records_in += len(batch)
         self.counters.processed += len(valid)

@@ -24,17 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from synthstream.config import PipelineConfig
+from synthstream.connectors.files import read_table, records_from_frame
 from synthstream.connectors.kafka import BatchConsumer, BatchSender, Producer, ensure_topics
 from synthstream.connectors.schema_topic import SchemaTopicReader, publish_schema
 from synthstream.log import get_logger
 from synthstream.models.registry import ModelRegistry
 from synthstream.processors.buffer import TrainingBuffer
-from synthstream.processors.redactor import PassThroughRedactor, Redactor
+from synthstream.processors.redactor import Redactor
 from synthstream.processors.validator import RecordValidator
-from synthstream.schemas.events import DeadLetterEvent, EventSerde, ModelLifecycleEvent
+from synthstream.schemas.events import DeadLetterEvent, EventSerde, ModelLifecycleEvent, PiiFindingsEvent
 from synthstream.schemas.record import RecordSchema
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, SchemaStore
 from synthstream.settings import KafkaSettings
+from synthstream.streams.findings import FindingsReporter
 from synthstream.streams.ingest import IngestCounters, IngestStage, LatencyTracker, SourceRecord
 from synthstream.streams.publisher import SyntheticPublisher
 from synthstream.streams.trainer import RetrainScheduler, training_executor
@@ -78,7 +80,10 @@ class Pipeline:
         self.schema = schema
         self.role = role
         self.store = store or InMemorySchemaStore()
-        self.redactor = redactor or PassThroughRedactor()
+        self.redactor = redactor if redactor is not None else self._default_redactor()
+        #: What leaves the redactor: the schema of the redacted topic, the buffer and the models.
+        self.output_schema: RecordSchema = getattr(self.redactor, "output_schema", schema)
+        self.findings: FindingsReporter | None = None
         self._executor = executor
         self._own_executor = executor is None
         self.buffer = TrainingBuffer(config.buffer.max_records)
@@ -95,6 +100,25 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline(stream={self.config.stream!r}, role={self.role!r})"
+
+    def _default_redactor(self) -> Redactor:
+        # The redaction plan is detected on the configured sample file; the pseudonym key is
+        # read here, at construction, from the configured environment variable.
+        from synthstream.processors.pii.redactor import make_redactor, pseudonymizer_from_env
+
+        redaction = self.config.redaction
+        sample: list[dict[str, Any]] = []
+        if redaction.enabled and self.config.source.sample_file is not None:
+            frame = read_table(self.config.source.sample_file, nrows=redaction.sample_records)
+            sample = records_from_frame(frame, self.schema)
+        return make_redactor(
+            redaction,
+            self.config.fields,
+            self.schema,
+            sample,
+            pseudonymizer=pseudonymizer_from_env(redaction),
+            cache_dir=self.config.state_dir / "redaction",
+        )
 
     @property
     def ingests(self) -> bool:
@@ -114,13 +138,19 @@ class Pipeline:
     def output_topics(self) -> list[str]:
         """Topics this pipeline writes to (created at start when missing)."""
         topics = self.config.topics
-        return [topics.deadletter, topics.models, topics.schemas, self.config.synthetic_topic]
+        out = [topics.deadletter, topics.models, topics.schemas, self.config.synthetic_topic]
+        if self.redactor.redacts and self.ingests:
+            out += [self.config.redacted_topic, topics.pii_findings]
+        return out
 
     def _encoder(self) -> Callable[[Sequence[dict[str, Any]]], list[bytes]]:
+        return self._encoder_for(self.config.synthetic_topic)
+
+    def _encoder_for(self, topic: str) -> Callable[[Sequence[dict[str, Any]]], list[bytes]]:
         if self.config.publisher.format == "avro":
-            serde = AvroRecordSerde(self.schema, self.store, subject=f"{self.config.synthetic_topic}-value")
+            serde = AvroRecordSerde(self.output_schema, self.store, subject=f"{topic}-value")
             return serde.encode_many
-        json_serde = JsonRecordSerde(self.schema)
+        json_serde = JsonRecordSerde(self.output_schema)
         return lambda rows: [json_serde.encode(r) for r in rows]
 
     async def publish_schemas(self, producer: BatchSender) -> None:
@@ -154,6 +184,8 @@ class Pipeline:
         finally:
             if self.scheduler is not None:
                 await self.scheduler.wait_idle()
+            if self.findings is not None and producer.started:
+                await self.findings.tick(force=True)
             await producer.stop()
             if self._own_executor and executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -183,14 +215,25 @@ class Pipeline:
                 deadletter_serde=deadletter_serde,
                 stream=self.config.stream,
                 latency=self.latency,
+                redacted_topic=self.config.redacted_topic if self.redactor.redacts else None,
+                encode_redacted=self._encoder_for(self.config.redacted_topic) if self.redactor.redacts else None,
             )
+            if self.redactor.redacts:
+                self.findings = FindingsReporter(
+                    redactor=self.redactor,
+                    producer=producer,
+                    topic=self.config.topics.pii_findings,
+                    serde=EventSerde(PiiFindingsEvent, self.store),
+                    stream=self.config.stream,
+                    window_s=self.config.redaction.findings_window_s,
+                )
         if self.trains:
             assert executor is not None
             self.scheduler = RetrainScheduler(
                 config=self.config.training,
                 buffer=self.buffer,
                 registry=self.registry,
-                schema=self.schema,
+                schema=self.output_schema,
                 executor=executor,
                 producer=producer,
                 models_topic=self.config.topics.models,
@@ -232,6 +275,8 @@ class Pipeline:
                 break
             if self.scheduler is not None:
                 self.scheduler.maybe_start()
+            if self.findings is not None:
+                await self.findings.tick()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.05)
 

