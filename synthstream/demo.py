@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -56,6 +57,7 @@ class DemoResult:
     summary: PipelineSummary
     synthetic_read_back: int
     fidelity: dict[str, float]
+    redaction: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -143,7 +145,11 @@ async def _run(
     synth = pd.DataFrame([{k: v for k, v in row.items() if not k.startswith("_")} for row in drained[: len(real)]])
     fidelity = fidelity_report(real, synth, schema) if not synth.empty else {}
     problems = _checks(summary, report.written, report.undecodable, expected_in, synthetic)
-    return DemoResult(summary=summary, synthetic_read_back=report.written, fidelity=fidelity, problems=problems)
+    plan = getattr(pipeline.redactor, "plan", None)
+    redaction = dict(Counter(f.operator for f in plan.fields)) if plan is not None else {}
+    return DemoResult(
+        summary=summary, synthetic_read_back=report.written, fidelity=fidelity, redaction=redaction, problems=problems
+    )
 
 
 class _ListSink:
@@ -181,6 +187,8 @@ def _print_summary(console: Console, result: DemoResult, config: PipelineConfig)
     grid.add_row("processed (validated -> buffer)", f"{c.processed:,}")
     reasons = ", ".join(f"{k}={v}" for k, v in sorted(c.by_reason.items())) or "none"
     grid.add_row("dead letters", f"{c.dead_letters:,} ({reasons})")
+    plan = ", ".join(f"{n} {op}" for op, n in sorted(result.redaction.items())) or "disabled"
+    grid.add_row("redaction plan (fields per operator)", plan)
     grid.add_row("model versions trained", ", ".join(f"v{v}" for v in s.model_versions) or "none")
     grid.add_row(f"synthetic records out ({config.synthetic_topic})", f"{s.synthetic_published:,}")
     grid.add_row("synthetic records read back + decoded", f"{result.synthetic_read_back:,}")

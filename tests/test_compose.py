@@ -155,6 +155,8 @@ def test_replay_is_a_demo_profile(compose: dict[str, Any]) -> None:
 
 def test_secrets_come_from_the_environment(compose: dict[str, Any]) -> None:
     for role in (*ROLES, "replay"):
+        key = _environment(_service(compose, role)).get("SYNTHSTREAM_PSEUDONYM_KEY", "")
+        assert key.startswith("${SYNTHSTREAM_PSEUDONYM_KEY"), f"{role}: pseudonym key must be interpolated"
         value = _environment(_service(compose, role)).get("SYNTHSTREAM_KAFKA_SASL_PASSWORD", "")
         assert value.startswith("${SYNTHSTREAM_KAFKA_SASL_PASSWORD"), (
             f"{role}: SASL password must be interpolated, not written"

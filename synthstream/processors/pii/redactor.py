@@ -18,12 +18,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthstream.config import FieldOverride, RedactionConfig
 from synthstream.errors import ConfigError
 from synthstream.log import get_logger
 from synthstream.processors.pii.operators import (
+    Locale,
     Pseudonymizer,
     fake_function,
     generalize_function,
@@ -35,6 +36,9 @@ from synthstream.processors.pii.plan import FieldDetection, default_operator, de
 from synthstream.processors.pii.types import Entity
 from synthstream.processors.redactor import PassThroughRedactor, Redactor
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
+
+if TYPE_CHECKING:
+    from synthstream.processors.pii.ner import TextAnalyzer
 
 Record = dict[str, Any]
 Transform = Callable[[Any], Any]
@@ -97,6 +101,7 @@ def build_plan(
         override = overrides.get(spec.name)
         entity = override.entity if override and override.entity else detection.entity
         source = "config" if override and (override.entity or override.redact != "auto") else detection.source
+        operator: str
         if override and override.redact != "auto":
             operator = override.redact
         elif spec.role == FieldRole.FREE_TEXT:
@@ -151,8 +156,8 @@ class PiiRedactor:
         plan: RedactionPlan,
         *,
         pseudonymizer: Pseudonymizer | None = None,
-        locale: str = "en_US",
-        text_analyzer: Any | None = None,
+        locale: Locale = "en_US",
+        text_analyzer: TextAnalyzer | None = None,
     ) -> None:
         by_name = {f.field: f for f in plan.fields}
         problems = [
@@ -205,11 +210,7 @@ class PiiRedactor:
             pseudonymize = self._pseudonymizer
             return lambda value: None if value is None else pseudonymize(str(value))
         return fake_function(
-            fp.entity or "",
-            self.locale,
-            self._pseudonymizer,
-            spec.type,
-            variant=_name_variant(spec.name),  # type: ignore[arg-type]
+            fp.entity or "", self.locale, self._pseudonymizer, spec.type, variant=_name_variant(spec.name)
         )
 
     def process(self, records: Sequence[Record]) -> list[Record]:
@@ -231,6 +232,7 @@ class PiiRedactor:
     def _scan_text(self, out: list[Record]) -> None:
         from synthstream.processors.pii.ner import redact_text
 
+        assert self.text_analyzer is not None  # checked in __init__ for plans with scan fields
         cells = [
             (i, name) for i, rec in enumerate(out) for name in self._scan if isinstance(rec[name], str) and rec[name]
         ]
