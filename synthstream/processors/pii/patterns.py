@@ -58,9 +58,12 @@ _SSN = r"(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}"
 _CARD = r"(?:\d[ -]?){12,18}\d"
 _IBAN = r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?"
 _IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"
-_IPV6 = r"(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}"
+_IPV6 = r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"  # candidates; ipaddress validates
 _CEP = r"\d{5}-\d{3}"
 _URL = r"https?://[^\s<>\"']+|www\.[^\s<>\"']+"
+
+#: Raw patterns of the Brazilian identifiers, shared with the Presidio recognizers.
+BR_PATTERNS: dict[str, str] = {"BR_CPF": _CPF, "BR_CNPJ": _CNPJ, "BR_PHONE": _BR_PHONE, "BR_CEP": _CEP}
 
 _RULES: tuple[_Rule, ...] = (
     _Rule(Entity.EMAIL_ADDRESS, re.compile(rf"(?<![\w.+-]){_EMAIL}\b"), 1.0),
