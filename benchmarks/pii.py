@@ -91,6 +91,7 @@ def structured_ours(repeats: int) -> dict[str, Any]:
 def structured_presidio(n: int) -> dict[str, Any]:
     from presidio_analyzer import BatchAnalyzerEngine
     from presidio_anonymizer import BatchAnonymizerEngine
+
     from synthstream.processors.pii.presidio_ext import build_presidio_analyzer
 
     _, _, frame = _transactions()

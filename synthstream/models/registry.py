@@ -4,6 +4,7 @@ Layout under ``root/<stream>/``::
 
     v000001/model.pkl      the pickled fitted generator
     v000001/version.json   its :class:`ModelVersion` (status, lineage, artifact path)
+    v000001/extra/<name>   side artifacts of the version (training profile, audit report...)
     promotions.json        the promotion history, newest last (what ``rollback`` walks back)
 
 Every file is written to a temporary file in the same folder and moved into place with
@@ -163,7 +164,26 @@ class ModelRegistry:
                 return promoted
             raise ModelError(f"no previously promoted version of {self.stream!r} to roll back to")
 
+    def save_extra(self, version: int, name: str, payload: bytes) -> Path:
+        """Store a side artifact of ``version`` (e.g. ``profile.json``, ``audit.json``); return its path."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"extra artifact names are plain file names; got {name!r}")
+        self.get(version)  # the version must exist
+        folder = self._folder(version) / "extra"
+        folder.mkdir(exist_ok=True)
+        path = folder / name
+        _atomic_write(path, payload)
+        return path
+
     # -- reads -------------------------------------------------------------------------------
+
+    def load_extra(self, version: int, name: str) -> bytes | None:
+        """A side artifact of ``version`` stored by :meth:`save_extra`, or ``None`` when absent."""
+        path = self._folder(version) / "extra" / name
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
 
     def get(self, version: int) -> ModelVersion:
         """Return version ``version``; :class:`ModelError` if it does not exist."""

@@ -152,6 +152,8 @@ class FaustPipeline:
             await self.pipeline.scheduler.wait_idle()
         if self.pipeline.findings is not None:
             await self.pipeline.findings.tick(force=True)
+        for observer in self.pipeline.observers:
+            await observer.close()
         summary = self.pipeline.summary()
         self._log.info(
             "pipeline.finished",
@@ -181,6 +183,8 @@ class FaustPipeline:
             self.pipeline.scheduler.maybe_start()
         if self.pipeline.findings is not None:
             await self.pipeline.findings.tick()
+        for observer in self.pipeline.observers:
+            await observer.tick()
 
     def run(self) -> None:
         """Run the faust worker in the foreground until SIGTERM/SIGINT or the feed is complete."""

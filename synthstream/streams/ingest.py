@@ -1,9 +1,11 @@
-"""The ingest stage: source micro-batch -> validate -> redaction hook -> buffer, bad -> dead letters.
+"""The ingest stage: source micro-batch -> validate -> redact -> buffer and observers, bad -> dead letters.
 
 Per batch: every record is validated; rejected ones become dead-letter events carrying
-topic/partition/offset and the reason (never the payload); valid ones pass the redaction
-hook into the training buffer. The caller commits offsets only after :meth:`handle`
-returns, i.e. after the dead letters are acknowledged (at-least-once).
+topic/partition/offset and the reason (never the payload); valid ones pass the redactor
+into the training buffer and to every :class:`BatchObserver` (windowed DP statistics,
+drift monitors, sequence state), which only ever see redacted records. The caller commits
+offsets only after :meth:`IngestStage.handle` returns, i.e. after the dead letters, the
+redacted records and the observers' outputs are acknowledged (at-least-once).
 Counts are conserved: records in = processed + dead letters.
 """
 
@@ -14,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from synthstream.connectors.kafka import BatchSender, OutMessage
 from synthstream.errors import RecordRejected
@@ -52,6 +54,29 @@ class SourceRecord(Protocol):
     @property
     def value(self) -> bytes | None:
         """Raw value (None for a tombstone)."""
+        ...
+
+
+@runtime_checkable
+class BatchObserver(Protocol):
+    """A downstream stage fed every redacted micro-batch, with timers and a clean shutdown.
+
+    ``observe`` gets the redacted records and their source coordinates (same order, same
+    length) before the batch's offsets are committed, so whatever it produces is covered by
+    at-least-once delivery. ``tick`` is called about every 50 ms for processing-time timers;
+    ``close`` once at shutdown, to flush what is pending.
+    """
+
+    async def observe(self, records: Sequence[Record], sources: Sequence[SourceRecord]) -> None:
+        """Take one redacted micro-batch."""
+        ...
+
+    async def tick(self) -> None:
+        """Run due timers (windows closing, reports)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush pending outputs at shutdown."""
         ...
 
 
@@ -119,6 +144,7 @@ class IngestStage:
         latency: LatencyTracker | None = None,
         redacted_topic: str | None = None,
         encode_redacted: Callable[[Sequence[Record]], list[bytes]] | None = None,
+        observers: Sequence[BatchObserver] = (),
     ) -> None:
         if (redacted_topic is None) != (encode_redacted is None):
             raise ValueError("redacted_topic and encode_redacted go together")
@@ -134,6 +160,7 @@ class IngestStage:
         self.latency = latency
         self.redacted_topic = redacted_topic
         self.encode_redacted = encode_redacted
+        self.observers: list[BatchObserver] = list(observers)
         self.counters = IngestCounters()
         self._log = get_logger("ingest", stream=stream)
 
@@ -162,6 +189,8 @@ class IngestStage:
                 self.redacted_topic, [OutMessage(value=v, key=k) for v, k in zip(values, keys, strict=True)]
             )
         self.buffer.extend(redacted)
+        for observer in self.observers:
+            await observer.observe(redacted, sources)
         timestamps = [r.timestamp for r in sources]
         self._observe_latency(timestamps)
         self.counters.records_in += len(batch)

@@ -37,7 +37,7 @@ from synthstream.schemas.record import RecordSchema
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, SchemaStore
 from synthstream.settings import KafkaSettings
 from synthstream.streams.findings import FindingsReporter
-from synthstream.streams.ingest import IngestCounters, IngestStage, LatencyTracker, SourceRecord
+from synthstream.streams.ingest import BatchObserver, IngestCounters, IngestStage, LatencyTracker, SourceRecord
 from synthstream.streams.publisher import SyntheticPublisher
 from synthstream.streams.trainer import RetrainScheduler, training_executor
 
@@ -84,6 +84,8 @@ class Pipeline:
         #: What leaves the redactor: the schema of the redacted topic, the buffer and the models.
         self.output_schema: RecordSchema = getattr(self.redactor, "output_schema", schema)
         self.findings: FindingsReporter | None = None
+        #: Stages fed every redacted micro-batch (see :meth:`_build_observers`).
+        self.observers: list[BatchObserver] = []
         self._executor = executor
         self._own_executor = executor is None
         self.buffer = TrainingBuffer(config.buffer.max_records)
@@ -184,8 +186,11 @@ class Pipeline:
         finally:
             if self.scheduler is not None:
                 await self.scheduler.wait_idle()
-            if self.findings is not None and producer.started:
-                await self.findings.tick(force=True)
+            if producer.started:
+                if self.findings is not None:
+                    await self.findings.tick(force=True)
+                for observer in self.observers:
+                    await observer.close()
             await producer.stop()
             if self._own_executor and executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -206,6 +211,7 @@ class Pipeline:
                 max_record_bytes=src.max_record_bytes,
                 extra_fields=src.extra_fields,
             )
+            self.observers = self._build_observers(producer)
             self.stage = IngestStage(
                 validator=validator,
                 redactor=self.redactor,
@@ -217,6 +223,7 @@ class Pipeline:
                 latency=self.latency,
                 redacted_topic=self.config.redacted_topic if self.redactor.redacts else None,
                 encode_redacted=self._encoder_for(self.config.redacted_topic) if self.redactor.redacts else None,
+                observers=self.observers,
             )
             if self.redactor.redacts:
                 self.findings = FindingsReporter(
@@ -250,6 +257,11 @@ class Pipeline:
                 stream=self.config.stream,
             )
 
+    def _build_observers(self, producer: BatchSender) -> list[BatchObserver]:
+        """The stages that consume redacted micro-batches in this role, in the order they run."""
+        observers: list[BatchObserver] = []
+        return observers
+
     async def _run_tasks(
         self, stop: asyncio.Event, until: Callable[[Pipeline], bool] | None, reader: SchemaTopicReader
     ) -> None:
@@ -277,6 +289,8 @@ class Pipeline:
                 self.scheduler.maybe_start()
             if self.findings is not None:
                 await self.findings.tick()
+            for observer in self.observers:
+                await observer.tick()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.05)
 
