@@ -17,11 +17,15 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/synthstream demo
 
-# docker-compose (Debian's 1.29) validates docker-compose.yml offline in the test suite.
+# docker-compose (Debian's 1.29) validates docker-compose.yml offline in the test suite;
+# chromium (headless) renders the audit report in the test suite.
 system-deps:
 	@command -v docker-compose >/dev/null 2>&1 || { \
 	  echo "installing Debian's docker-compose (validates docker-compose.yml offline)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (renders the audit report headless in the tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: setup system-deps
 	$(PY) -m pytest

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthstream.config import load_pipeline_config
-from synthstream.errors import SynthstreamError
+from synthstream.errors import ConfigError, SynthstreamError
 from synthstream.log import configure_logging
 from synthstream.schemas.record import RecordSchema
 from synthstream.settings import KafkaSettings
@@ -407,6 +407,114 @@ def models(
             v.created_at.isoformat(timespec="seconds"),
         )
     out.print(grid)
+
+
+@app.command()
+def budget(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show DP budget spent and remaining per stream, scope and privacy unit (from the ledger)."""
+    from synthstream.privacy.accounting import rho_to_epsilon
+    from synthstream.privacy.ledger import PrivacyLedger
+    from synthstream.streams.stats import SCOPE, stats_budget, stats_unit
+
+    try:
+        pipeline_config = load_pipeline_config(config)
+        path = pipeline_config.state_dir / "privacy.duckdb"
+        if not path.is_file():
+            raise ConfigError([f"no privacy ledger at {path}: nothing has been released yet"], str(config))
+        stats = pipeline_config.stats
+        summaries = PrivacyLedger(path).summaries({SCOPE: stats.w})
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+    rows = []
+    for s in summaries:
+        row: dict[str, Any] = {
+            "stream": s.stream,
+            "scope": s.scope,
+            "unit": s.unit,
+            "releases": s.releases,
+            "refusals": s.refusals,
+            "windows": s.windows,
+            "spent_rho": s.recent.rho,
+            "spent_epsilon": s.recent.epsilon,
+            "spent_delta": s.recent.delta,
+        }
+        if s.scope == SCOPE and s.stream == pipeline_config.stream and s.unit == stats_unit(stats):
+            limit = stats_budget(stats)
+            if stats.mechanism == "gaussian":
+                row["spent_epsilon"] = rho_to_epsilon(s.recent.rho, stats.delta) if s.recent.rho > 0 else 0.0
+                row["remaining_rho"] = max(0.0, limit.rho - s.recent.rho)
+                left = row["remaining_rho"]
+                row["remaining_epsilon"] = rho_to_epsilon(left, stats.delta) if left > 0 else 0.0
+            else:
+                row["remaining_epsilon"] = max(0.0, limit.epsilon - s.recent.epsilon)
+            row["budget"] = f"ε={stats.epsilon_w:g} over any {stats.w} windows"
+        rows.append(row)
+    if json_output:
+        out.print_json(data=rows)
+        return
+    grid = Table(title=f"privacy budget ({path})")
+    for column in ("stream", "scope", "unit", "releases", "refused", "windows", "spent ε (ρ)", "remaining ε", "budget"):
+        grid.add_column(column)
+    for row in rows:
+        spent = f"{row['spent_epsilon']:.4g}" + (f" ({row['spent_rho']:.3g})" if row["spent_rho"] else "")
+        remaining = row.get("remaining_epsilon")
+        grid.add_row(
+            row["stream"],
+            row["scope"],
+            row["unit"],
+            str(row["releases"]),
+            str(row["refusals"]),
+            str(row["windows"]),
+            spent,
+            "-" if remaining is None else f"{remaining:.4g}",
+            row.get("budget", "-"),
+        )
+    out.print(grid)
+
+
+@app.command()
+def report(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
+    version: Annotated[int | None, typer.Option(help="Model version (default: the latest audited one).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Folder for the files (default: <state_dir>/reports).")] = None,
+) -> None:
+    """Render a model version's privacy and quality audit as self-contained HTML plus JSON."""
+    from synthstream.evaluation.report import render_report, report_json
+    from synthstream.models.registry import ModelRegistry
+    from synthstream.processors.auditor import AuditRecord
+    from synthstream.streams.audit import AUDIT_ARTIFACT
+
+    try:
+        pipeline_config = load_pipeline_config(config)
+        registry = ModelRegistry(pipeline_config.state_dir / "models", pipeline_config.stream)
+        versions = registry.versions()
+        audits = {}
+        for v in versions:
+            payload = registry.load_extra(v.version, AUDIT_ARTIFACT)
+            if payload is not None:
+                audits[v.version] = AuditRecord.model_validate_json(payload)
+        if not audits:
+            raise SynthstreamError(f"no audited version of {pipeline_config.stream!r} in {registry.path}")
+        chosen = max(audits) if version is None else version
+        if chosen not in audits:
+            raise SynthstreamError(f"version {chosen} has no audit; audited versions: {sorted(audits)}")
+        record = audits[chosen]
+        history = [a for n, a in sorted(audits.items()) if n != chosen]
+        folder = output if output is not None else pipeline_config.state_dir / "reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        html_path = folder / f"{pipeline_config.stream}-v{chosen}.html"
+        json_path = folder / f"{pipeline_config.stream}-v{chosen}.json"
+        html_path.write_text(render_report(record, history=history, versions=versions), encoding="utf-8")
+        data = report_json(record, history=history, versions=versions)
+        json_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    except (SynthstreamError, OSError) as exc:
+        raise _fail(exc) from None
+    out.print(f"audit of v{chosen}: [bold]{record.report.verdict}[/]")
+    out.print(f"report: {html_path}")
+    out.print(f"json:   {json_path}")
 
 
 def main() -> None:

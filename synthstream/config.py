@@ -89,19 +89,42 @@ class BufferConfig(_Strict):
     max_records: int = Field(default=20_000, ge=10, description="Records kept for training; older ones fall out.")
 
 
-class TrainingConfig(_Strict):
-    """When and how generators are retrained."""
+GeneratorName = Literal["auto", "gaussian_copula", "neural", "aim", "mst", "aim_stream"]
 
-    generator: Literal["gaussian_copula"] = Field(default="gaussian_copula", description="Generator to train.")
+
+class TrainingConfig(_Strict):
+    """When and how generators are retrained, which generator, and the privacy it must give."""
+
+    generator: GeneratorName = Field(
+        default="gaussian_copula",
+        description="Generator to train. auto = chosen by data shape and privacy.required (DP: aim_stream when "
+        "the stream's DP statistics cover the fields, else aim, mst for wide tables, neural DP-SGD for very wide "
+        "ones; otherwise neural, or the copula for small buffers). aim_stream fits the stream's released DP "
+        "marginals (no record is read, no extra budget).",
+    )
     every_records: int | None = Field(default=5_000, ge=1, description="Retrain after this many new records.")
     every_seconds: float | None = Field(default=60.0, gt=0, description="Retrain after this much time.")
     min_records: int = Field(default=500, ge=10, description="Do not train on fewer records than this.")
     seed: int = Field(default=0, ge=0, description="Seed of the first version; version v uses seed + v.")
+    privacy: ModelPrivacyConfig = Field(
+        default_factory=lambda: ModelPrivacyConfig(), description="DP requirement and budget of model training."
+    )
+    neural: NeuralModelConfig = Field(
+        default_factory=lambda: NeuralModelConfig(), description="Hyper-parameters of the neural generator."
+    )
+    marginal: MarginalModelConfig = Field(
+        default_factory=lambda: MarginalModelConfig(), description="Settings of AIM, MST and aim_stream."
+    )
 
     @model_validator(mode="after")
     def _some_trigger(self) -> TrainingConfig:
         if self.every_records is None and self.every_seconds is None:
             raise ValueError("set training.every_records, training.every_seconds, or both")
+        if self.privacy.required and self.generator == "gaussian_copula":
+            raise ValueError(
+                "training.privacy.required is set but gaussian_copula is not DP: choose auto, aim, mst, aim_stream "
+                "or neural (DP-SGD)"
+            )
         return self
 
 
@@ -116,6 +139,446 @@ class PublisherConfig(_Strict):
     )
 
 
+class AuditConfig(_Strict):
+    """Privacy and quality audit of every new model version: the promotion gate and its thresholds.
+
+    A share of arriving redacted records is held out as a control set no model trains on;
+    each new version is sampled and attacked (anonymeter singling out, linkability,
+    inference) against it, scored on distances (DCR) and quality, and promoted only when
+    every measured risk is under its ceiling and every quality score over its floor.
+    """
+
+    enabled: bool = Field(default=True, description="Audit every new version before it may publish.")
+    holdout_share: float = Field(
+        default=0.2, ge=0.0, lt=1.0, description="Share of arriving records held out as the control set."
+    )
+    holdout_max: int = Field(default=10_000, ge=10, description="Most control records kept (a reservoir sample).")
+    min_holdout: int = Field(
+        default=200, ge=10, description="With fewer control records the risk cannot be measured: the audit fails."
+    )
+    synthetic_rows: int = Field(default=10_000, ge=100, description="Synthetic records sampled for the audit.")
+    max_attack_rows: int = Field(
+        default=10_000,
+        ge=100,
+        description="Most training records given to the attacks (and as many control records, never fewer).",
+    )
+    n_attacks: int = Field(default=1_000, ge=10, description="Attack attempts per attack.")
+    singling_out_cols: int = Field(default=3, ge=2, description="Attributes per multivariate singling-out query.")
+    singling_out_max_attempts: int = Field(
+        default=50_000, ge=100, description="Query-generation budget of a singling-out attack (bounds its time)."
+    )
+    linkability_aux: tuple[list[str], list[str]] | None = Field(
+        default=None,
+        description="The attacker's two auxiliary column sets; default: the audited fields split in two halves.",
+    )
+    linkability_neighbors: int = Field(default=10, ge=1, description="Neighbours that count as a link.")
+    secret_fields: list[str] = Field(
+        default_factory=list, description="Fields an inference attack tries to guess; default: the target field."
+    )
+    target_field: str | None = Field(
+        default=None, description="Field to predict for TSTR (train synthetic, test real)."
+    )
+    confidence_level: float = Field(default=0.95, gt=0.0, lt=1.0, description="Confidence level of the risk CIs.")
+    gate_on: Literal["value", "ci_low", "ci_high"] = Field(
+        default="value",
+        description="What is compared with the risk ceilings: the estimate, or the lower (fail only on a "
+        "significant excess) or upper (fail unless surely below) end of its CI.",
+    )
+    max_singling_out_risk: float = Field(default=0.10, ge=0.0, le=1.0, description="Ceiling of singling-out risks.")
+    max_linkability_risk: float = Field(default=0.10, ge=0.0, le=1.0, description="Ceiling of the linkability risk.")
+    max_inference_risk: float = Field(default=0.20, ge=0.0, le=1.0, description="Ceiling of each inference risk.")
+    max_dcr_share: float = Field(
+        default=0.60,
+        ge=0.5,
+        le=1.0,
+        description="Ceiling of the share of synthetic rows closer to training (0.5 ideal).",
+    )
+    max_identical_match_excess: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Ceiling of exact copies of training rows beyond the copies of control rows (share of synthetic).",
+    )
+    min_attack_coverage: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Least share of requested attack attempts that must be built."
+    )
+    min_column_shapes: float = Field(default=0.80, ge=0.0, le=1.0, description="Floor of the column-shapes score.")
+    min_pair_trends: float = Field(default=0.70, ge=0.0, le=1.0, description="Floor of the pair-trends score.")
+    min_tstr_ratio: float = Field(
+        default=0.6, ge=0.0, description="Floor of TSTR score / TRTR score (only with a target field)."
+    )
+    n_jobs: int = Field(default=1, ge=1, description="Threads the attacks' neighbour searches use.")
+    seed: int = Field(default=0, ge=0, description="Seed of the audit of version v is seed + v.")
+
+    @model_validator(mode="after")
+    def _aux_sets_not_empty(self) -> AuditConfig:
+        if self.linkability_aux is not None:
+            first, second = self.linkability_aux
+            if not first or not second:
+                raise ValueError("audit.linkability_aux needs two non-empty lists of field names")
+        return self
+
+
+class NumericStatsField(_Strict):
+    """How a numeric field is discretised for DP marginals (and optionally summed)."""
+
+    bounds: tuple[float, float] = Field(description="Declared [lower, upper]; values are clipped into it.")
+    bins: int = Field(default=10, ge=1, le=1_000, description="Number of bins.")
+    edges: Literal["uniform", "dp_quantiles"] = Field(
+        default="uniform",
+        description="uniform = equal-width bins over bounds; dp_quantiles = DP quantiles of the bootstrap window "
+        "(budget charged to the ledger) over a grid of candidates within bounds.",
+    )
+    candidates: int = Field(default=1_000, ge=2, le=100_000, description="Candidate grid size for dp_quantiles.")
+    sum: bool = Field(default=False, description="Also release the clipped sum (and the mean, by post-processing).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NumericStatsField:
+        if not self.bounds[0] < self.bounds[1]:
+            raise ValueError("bounds must be [lower, upper] with lower < upper")
+        return self
+
+
+class CategoricalStatsField(_Strict):
+    """The domain of a categorical field's DP marginal."""
+
+    values: list[str] | None = Field(
+        default=None,
+        description="Declared domain (others count as __other__); None = learned on the bootstrap window with a DP "
+        "threshold, so rare values are suppressed, not leaked.",
+    )
+    max_values: int = Field(default=100, ge=1, description="Most learned values kept (largest noisy counts).")
+
+
+class StatsConfig(_Strict):
+    """Windowed differentially private statistics of the redacted stream (w-event privacy)."""
+
+    enabled: bool = Field(default=False, description="Publish DP statistics on <stream>.stats.")
+    window_s: float = Field(default=60.0, gt=0, description="Tumbling window length (event time), seconds.")
+    grace_s: float = Field(default=5.0, ge=0, description="How late (event time) a record may arrive and still count.")
+    time_field: str | None = Field(
+        default=None, description="Timestamp field holding event time; None = the Kafka record timestamp."
+    )
+    late: Literal["deadletter", "count"] = Field(
+        default="deadletter",
+        description="Records later than the grace period: dead-lettered with reason late_record, or only counted "
+        "(records_late in the next stats event). Never silently dropped.",
+    )
+    mechanism: Literal["gaussian", "laplace"] = Field(
+        default="gaussian", description="gaussian = discrete Gaussian under zCDP; laplace = pure ε-DP."
+    )
+    epsilon_w: float = Field(default=1.0, gt=0, description="ε that any w consecutive windows together may spend.")
+    delta: float = Field(
+        default=1e-6, gt=0, lt=1, description="δ of the (ε, δ) guarantee (zCDP conversion, gaussian only)."
+    )
+    threshold_delta: float = Field(
+        default=1e-8, gt=0, lt=1, description="Extra δ spent learning categorical domains with a DP threshold."
+    )
+    w: int = Field(default=10, ge=1, description="w of w-event privacy: windows that share the budget.")
+    allocation: Literal["uniform", "half_remaining"] = Field(
+        default="uniform", description="How the budget of w windows is spread over them."
+    )
+    entity_field: str | None = Field(
+        default=None, description="Privacy unit: None = one record; else the field naming the entity (e.g. cc_num)."
+    )
+    max_records_per_entity: int = Field(
+        default=1,
+        ge=1,
+        description="Contribution bound k: records of one entity counted per window (the rest are "
+        "dropped and counted).",
+    )
+    numeric: dict[str, NumericStatsField] = Field(default_factory=dict, description="Numeric fields to release.")
+    categorical: dict[str, CategoricalStatsField] = Field(
+        default_factory=dict,
+        description="Categorical fields to release; when both maps are empty, every categorical field is released "
+        "with a learned domain.",
+    )
+    pairs: list[tuple[str, str]] = Field(default_factory=list, description="2-way marginals to release.")
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Budget weights by query name (count, marginal:a, marginal:a,b, sum:x); default 1 each.",
+    )
+    bootstrap_share: float = Field(
+        default=0.3, gt=0, lt=1, description="Share of the first window's budget spent learning bins and domains."
+    )
+    bootstrap_max_records: int = Field(
+        default=50_000, ge=100, description="Bootstrap as soon as the first window holds this many records."
+    )
+    max_event_skew_s: float = Field(
+        default=86_400.0, gt=0, description="Event times further than this ahead of the wall clock are dead-lettered."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StatsConfig:
+        problems = []
+        released = set(self.numeric) | set(self.categorical)
+        both = sorted(set(self.numeric) & set(self.categorical))
+        if both:
+            problems.append(f"fields {both} are both numeric and categorical")
+        for a, b in self.pairs:
+            if a == b:
+                problems.append(f"pair ({a}, {b}) repeats a field")
+            if released and not {a, b} <= released:
+                problems.append(f"pair ({a}, {b}) names fields not listed under numeric/categorical")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+DriftDetectorChoice = Literal["adwin", "page_hinkley", "kswin", "none"]
+DriftMonitorName = Literal["detector", "distance", "staleness", "divergence"]
+
+
+def _default_detectors() -> dict[Literal["long", "double"], DriftDetectorChoice]:
+    return {"long": "adwin", "double": "page_hinkley"}
+
+
+def _default_retrain_on() -> list[DriftMonitorName]:
+    return ["staleness"]
+
+
+class DriftThresholds(_Strict):
+    """Warning and critical levels of one distance statistic (a value at or above a level is drift)."""
+
+    warning: float = Field(gt=0, description="Level at which a field starts drifting (warning).")
+    critical: float = Field(gt=0, description="Level at which the drift is critical.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftThresholds:
+        if self.critical < self.warning:
+            raise ValueError("critical must be >= warning")
+        return self
+
+
+class DriftConfig(_Strict):
+    """Drift monitors on the redacted stream, the output-divergence tap and the drift policy.
+
+    Windows are ``window_records`` consecutive offsets of a source partition. Per window:
+    river detectors on numeric fields (per field type), a PSI/JS distance against the trailing
+    windows (stream drift), against the promoted model's training profile (staleness) and,
+    from the synthetic topic, synthetic against real windows (output divergence). Events go to
+    ``topics.drift``; the policy may request retrains, at most one per ``cooldown_s``.
+    """
+
+    enabled: bool = Field(default=True, description="Run the drift monitors in the ingest roles.")
+    fields: list[str] | None = Field(
+        default=None, description="Fields to monitor; None = every numeric and categorical field."
+    )
+    window_records: int = Field(default=2_000, ge=50, description="Records per window (per source partition).")
+    min_fill: float = Field(
+        default=0.5, gt=0, le=1, description="Partial windows (e.g. after a restart) below this share are skipped."
+    )
+    reference_windows: int = Field(default=5, ge=1, description="Trailing windows the stream-drift reference sums.")
+    bins: int = Field(default=10, ge=2, le=100, description="Quantile bins of numeric fields.")
+    max_categories: int = Field(default=50, ge=1, description="Categories kept per field; the rest count as other.")
+    min_category_share: float = Field(
+        default=0.005, ge=0, lt=1, description="Rarer categories count as other (also keeps rare values out)."
+    )
+    detectors: dict[Literal["long", "double"], DriftDetectorChoice] = Field(
+        default_factory=_default_detectors,
+        description="River detector per numeric field type (measured choice; see processors/drift/detectors.py).",
+    )
+    detector_chunk: int = Field(default=32, ge=1, description="Values averaged per detector update.")
+    detector_warmup: int = Field(default=1_000, ge=10, description="Values that fix each field's mean and scale.")
+    adwin_delta: float = Field(default=1e-4, gt=0, lt=1, description="ADWIN confidence (smaller = fewer alarms).")
+    page_hinkley_threshold: float = Field(default=50.0, gt=0, description="Page-Hinkley threshold (std units).")
+    page_hinkley_delta: float = Field(default=0.1, ge=0, description="Page-Hinkley tolerated drift (std units).")
+    kswin_alpha: float = Field(default=1e-4, gt=0, lt=1, description="KSWIN significance level.")
+    stream_statistic: Literal["psi", "js"] = Field(default="psi", description="Distance of stream drift.")
+    staleness_statistic: Literal["psi", "js"] = Field(default="psi", description="Distance of model staleness.")
+    divergence_statistic: Literal["psi", "js"] = Field(default="js", description="Distance of output divergence.")
+    psi: DriftThresholds = Field(
+        default_factory=lambda: DriftThresholds(warning=0.1, critical=0.25), description="PSI levels."
+    )
+    js: DriftThresholds = Field(
+        default_factory=lambda: DriftThresholds(warning=0.1, critical=0.2), description="Jensen-Shannon levels."
+    )
+    divergence: bool = Field(default=True, description="Read the synthetic topic and measure output divergence.")
+    divergence_interval_s: float = Field(
+        default=10.0, ge=0, description="Least time between two evaluated synthetic windows (bounds decoding cost)."
+    )
+    action: Literal["alert", "retrain"] = Field(
+        default="retrain", description="alert = events only; retrain = events and retrain requests (per retrain_on)."
+    )
+    retrain_on: list[DriftMonitorName] = Field(
+        default_factory=_default_retrain_on, description="Monitors whose drift may request a retrain."
+    )
+    retrain_severity: Literal["warning", "critical"] = Field(
+        default="warning", description="Least severity that requests a retrain."
+    )
+    cooldown_s: float = Field(default=300.0, ge=0, description="Least time between two drift-requested retrains.")
+    clear_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="Hysteresis: a drift clears below this share of the warning level ..."
+    )
+    clear_windows: int = Field(default=3, ge=1, description="... held for this many consecutive windows.")
+    model_poll_s: float = Field(default=1.0, gt=0, description="How often the promoted version is checked.")
+
+
+class MetricsConfig(_Strict):
+    """The Prometheus (/metrics) and health (/health) endpoint of a pipeline process."""
+
+    enabled: bool = Field(default=False, description="Serve /metrics and /health.")
+    host: str = Field(default="127.0.0.1", description="Address to bind (0.0.0.0 to expose it).")
+    port: int = Field(default=9464, ge=0, le=65_535, description="Port; 0 picks a free one (logged at start).")
+
+
+class SequenceModelConfig(_Strict):
+    """Hyper-parameters of the sequence generator (models/sequence.py)."""
+
+    backbone: Literal["gru", "tcn"] = Field(default="gru", description="Recurrent (gru) or causal-convolution (tcn).")
+    hidden_size: int = Field(default=64, ge=4, le=4096, description="Backbone width.")
+    layers: int = Field(default=1, ge=1, le=12, description="GRU layers, or dilated blocks of the TCN.")
+    head_units: int = Field(default=32, ge=2, le=1024, description="Units per field in the field-autoregressive head.")
+    mixture_components: int = Field(default=4, ge=1, le=64, description="Gaussians per numeric field.")
+    epochs: int = Field(default=30, ge=1, description="Epochs of a cold fit.")
+    warm_start_epochs: int = Field(default=10, ge=1, description="Epochs of a fit from the previous version.")
+    warm_start: bool = Field(default=True, description="Continue from the promoted version's weights when compatible.")
+    batch_size: int = Field(default=16, ge=1, description="Sequences (chunks) per optimiser step.")
+    learning_rate: float = Field(default=3e-3, gt=0, lt=10, description="Adam learning rate (cosine-decayed).")
+    train_length: int = Field(default=168, ge=2, description="Longest chunk of one entity trained on at once.")
+    tbptt: int = Field(default=24, ge=1, description="Steps per truncated-backpropagation segment.")
+    max_categories: int = Field(default=64, ge=2, description="Categories kept per categorical field.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when available.")
+
+
+class SequenceDPConfig(_Strict):
+    """DP-SGD for the sequence generator (opacus); the spend goes to the privacy ledger."""
+
+    enabled: bool = Field(default=False, description="Train with DP-SGD (privacy unit: the entity).")
+    target_epsilon: float | None = Field(default=None, gt=0, description="Epsilon to reach over the fit's epochs.")
+    noise_multiplier: float | None = Field(default=None, gt=0, description="Or a fixed noise multiplier.")
+    delta: float = Field(default=1e-5, gt=0, lt=1, description="Delta of the (epsilon, delta) guarantee.")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Per-entity gradient clipping norm.")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> SequenceDPConfig:
+        if self.enabled and (self.target_epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("with sequence.dp.enabled set exactly one of target_epsilon or noise_multiplier")
+        return self
+
+
+class SequencePublisherConfig(_Strict):
+    """The synthetic sequence feed: entities emitting events in event time."""
+
+    speedup: float = Field(
+        default=60.0, ge=0, description="Event time runs this many times faster than wall time; 0 = unpaced."
+    )
+    entities_per_sample: int = Field(default=64, ge=1, le=100_000, description="Entities sampled per model call.")
+    batch_size: int = Field(default=500, ge=1, description="Most records produced per batch.")
+    max_records: int | None = Field(default=None, ge=1, description="End after this many records (None = run on).")
+    key_by: Literal["sequence", "entity"] = Field(
+        default="sequence",
+        description="Record keys <stream>:v<N>:<seq> (as the tabular feed) or <stream>:v<N>:<entity> "
+        "(keeps an entity on one partition).",
+    )
+    start: str | None = Field(default=None, description="ISO event time of the first entity (default: now).")
+
+
+class SequenceConfig(_Strict):
+    """Time series: per-entity sequences (or windows of one series) kept from the stream, a sequence model, a feed."""
+
+    enabled: bool = Field(default=False, description="Keep sequences, train the sequence model, publish sequences.")
+    mode: Literal["entities", "windows"] = Field(
+        default="entities", description="entities = keyed by entity_field; windows = one long series cut in windows."
+    )
+    entity_field: str | None = Field(default=None, description="Field naming the entity (card, station, customer).")
+    time_field: str | None = Field(default=None, description="Event-time field.")
+    period: Literal["none", "day", "week"] = Field(
+        default="none", description="Cut each entity by calendar period (entity x day / week)."
+    )
+    static_fields: list[str] = Field(default_factory=list, description="Fields constant per entity (conditioning).")
+    window_length: int = Field(default=168, ge=2, description="Events per window (windows mode).")
+    window_stride: int = Field(default=24, ge=1, description="Events between window starts (windows mode).")
+    max_windows: int = Field(default=2_000, ge=1, description="Windows kept (windows mode); the oldest are evicted.")
+    max_entities: int = Field(default=10_000, ge=1, description="Entities kept; the least recently updated is evicted.")
+    max_events_per_entity: int = Field(default=1_000, ge=1, description="Latest events kept per entity.")
+    min_sequences: int = Field(default=20, ge=1, description="Do not train on fewer sequences than this.")
+    min_events: int = Field(default=2, ge=1, description="Shorter sequences are left out of training.")
+    topic: str | None = Field(default=None, description="Topic of the sequence feed; default <stream>.sequences.")
+    model: SequenceModelConfig = Field(default_factory=SequenceModelConfig)
+    dp: SequenceDPConfig = Field(default_factory=SequenceDPConfig)
+    publisher: SequencePublisherConfig = Field(default_factory=SequencePublisherConfig)
+
+    @model_validator(mode="after")
+    def _fields_named(self) -> SequenceConfig:
+        if not self.enabled:
+            return self
+        problems = []
+        if not self.time_field:
+            problems.append("sequence.time_field is required when sequence.enabled is set")
+        if self.mode == "entities" and not self.entity_field:
+            problems.append("sequence.entity_field is required in entities mode")
+        if self.entity_field is not None and self.entity_field == self.time_field:
+            problems.append("sequence.entity_field and sequence.time_field must differ")
+        if self.time_field in self.static_fields:
+            problems.append("sequence.time_field cannot be a static field")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ModelPrivacyConfig(_Strict):
+    """Differential privacy of model training: whether it is required, and the lifetime budget of the stream."""
+
+    required: bool = Field(
+        default=False,
+        description="Models must be DP: aim/mst/aim_stream, or neural with DP-SGD; the copula is refused.",
+    )
+    epsilon: float = Field(
+        default=1.0, gt=0, description="Lifetime ε of all DP model fits on this stream, composed (never reset)."
+    )
+    delta: float = Field(default=1e-9, gt=0, lt=1, description="δ of that lifetime guarantee.")
+    epsilon_per_fit: float | None = Field(
+        default=None, gt=0, description="ε one fit may add (None = epsilon: one fit spends the whole budget)."
+    )
+
+    @property
+    def per_fit(self) -> float:
+        """ε one fit may add."""
+        return self.epsilon_per_fit if self.epsilon_per_fit is not None else self.epsilon
+
+
+class NeuralModelConfig(_Strict):
+    """The neural generator (models/neural.py): a column-autoregressive network, DP-SGD when privacy is required."""
+
+    epochs: int = Field(default=30, ge=1, description="Epochs of a cold fit.")
+    warm_start: bool = Field(default=True, description="Continue from the promoted neural version when compatible.")
+    warm_start_epochs: int = Field(default=10, ge=1, description="Epochs of a warm-start fit.")
+    batch_size: int = Field(default=512, ge=1, description="Rows per optimiser step (non-DP).")
+    learning_rate: float = Field(default=3e-3, gt=0, lt=10, description="Adam learning rate (one-cycle schedule).")
+    hidden: int = Field(default=64, ge=2, le=65_536, description="Width of each column head.")
+    layers: int = Field(default=1, ge=1, le=16, description="Hidden layers per column head.")
+    embedding_cap: int = Field(default=12, ge=2, le=1024, description="Widest column embedding.")
+    dropout: float = Field(default=0.0, ge=0, le=0.9, description="Dropout in the heads.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when available.")
+    dp_batch_size: int = Field(default=1_024, ge=1, description="Expected Poisson batch of DP-SGD.")
+    dp_max_grad_norm: float = Field(default=1.0, gt=0, description="Per-record gradient clipping norm (DP-SGD).")
+    secure_noise: bool = Field(
+        default=True, description="DP-SGD noise seeded from the OS (True) or from the seed (reproducible tests)."
+    )
+
+
+class MarginalModelConfig(_Strict):
+    """AIM, MST and the from-the-stream model (models/marginal.py)."""
+
+    bins: int = Field(default=32, ge=1, le=10_000, description="DP quantile bins per numeric field.")
+    degree: int = Field(default=2, ge=1, le=5, description="AIM workload: every degree-way marginal.")
+    max_cells: int = Field(default=10_000, ge=1, description="AIM: largest workload marginal (cells).")
+    rounds: int | None = Field(default=None, ge=1, description="AIM rounds (None = 16 x fields, as in the paper).")
+    max_model_size: float = Field(default=8.0, gt=0, description="AIM: largest model (MB) at the end of the budget.")
+    round_iters: int = Field(default=300, ge=1, description="AIM: estimation steps per round (warm-started).")
+    iters: int = Field(default=1_000, ge=1, description="Estimation steps of the final model.")
+    domain_share: float = Field(
+        default=0.1, ge=0, lt=1, description="Share of a fit's ρ spent learning undeclared domains with DP."
+    )
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Declared numeric bounds (the DP quantiles' candidate range)."
+    )
+    labels: dict[str, list[str]] = Field(default_factory=dict, description="Declared categorical domains (free).")
+    max_categories: int = Field(default=100, ge=1, description="Most labels learned per categorical field.")
+    last_windows: int = Field(default=10, ge=1, description="aim_stream: newest windows of DP marginals used.")
+
+
 class TopicsConfig(_Strict):
     """Output topic names; empty ones get the defaults of DESIGN.md."""
 
@@ -127,6 +590,7 @@ class TopicsConfig(_Strict):
     drift: str = "synthstream.drift"
     privacy_audit: str = "synthstream.privacy-audit"
     pii_findings: str = "synthstream.pii-findings"
+    budget: str = Field(default="synthstream.privacy-budget", description="Refused releases and budget warnings.")
     schemas: str = Field(default="synthstream.schemas", description="Where Avro schemas are published by id.")
 
 
@@ -140,7 +604,12 @@ class PipelineConfig(_Strict):
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     state_dir: Path = Field(default=Path(".synthstream"), description="Model registry and local stores.")
 
     @property
@@ -152,6 +621,11 @@ class PipelineConfig(_Strict):
     def redacted_topic(self) -> str:
         """Topic of redacted source records."""
         return self.topics.redacted or f"{self.stream}.redacted"
+
+    @property
+    def stats_topic(self) -> str:
+        """Topic of the windowed DP statistics."""
+        return self.topics.stats or f"{self.stream}.stats"
 
     @property
     def synthetic_topic(self) -> str:

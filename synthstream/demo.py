@@ -58,6 +58,8 @@ class DemoResult:
     synthetic_read_back: int
     fidelity: dict[str, float]
     redaction: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    audits: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -83,6 +85,30 @@ def demo_config(stream: str, sample: Path, state_dir: Path, synthetic: int) -> P
             "source": {"topic": stream, "sample_file": str(sample)},
             "training": {"every_records": 1_500, "every_seconds": 30, "min_records": 500, "seed": 0},
             "publisher": {"rate": 0, "batch_size": 1_000, "format": "avro", "max_records": synthetic},
+            # DP statistics per 1-second window (event time = Kafka timestamp), w-event privacy over 10 windows.
+            # Sex, race and income have public domains; workclass and education domains are learned with DP.
+            "stats": {
+                "enabled": True,
+                "window_s": 1.0,
+                "grace_s": 0.5,
+                "epsilon_w": 1.0,
+                "w": 10,
+                "numeric": {
+                    "age": {"bounds": [17, 90], "bins": 8, "sum": True},
+                    "hours-per-week": {"bounds": [1, 99], "bins": 10},
+                },
+                "categorical": {
+                    "sex": {"values": ["Female", "Male"]},
+                    "race": {"values": ["White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other"]},
+                    "income": {"values": ["<=50K", ">50K"]},
+                    "workclass": {},
+                    "education": {},
+                },
+                "pairs": [["sex", "income"], ["age", "income"]],
+            },
+            # Every version is audited before it may publish; a lighter audit than the default keeps the
+            # demo short (2,000 synthetic rows and 300 attempts per attack instead of 10,000 and 1,000).
+            "audit": {"synthetic_rows": 2_000, "max_attack_rows": 2_000, "n_attacks": 300, "target_field": "income"},
             "state_dir": str(state_dir),
         },
         source="demo config",
@@ -147,9 +173,78 @@ async def _run(
     problems = _checks(summary, report.written, report.undecodable, expected_in, synthetic)
     plan = getattr(pipeline.redactor, "plan", None)
     redaction = dict(Counter(f.operator for f in plan.fields)) if plan is not None else {}
+    stats = await _stats_summary(pipeline, settings, store, records)
+    audits = _audit_summary(pipeline)
+    if pipeline.gate is not None and not audits:
+        problems.append("no model version was audited")
+    if pipeline.stats is not None and not stats.get("windows"):
+        problems.append("no DP statistics window was released")
     return DemoResult(
-        summary=summary, synthetic_read_back=report.written, fidelity=fidelity, redaction=redaction, problems=problems
+        summary=summary,
+        synthetic_read_back=report.written,
+        fidelity=fidelity,
+        redaction=redaction,
+        stats=stats,
+        audits=audits,
+        problems=problems,
     )
+
+
+def _audit_summary(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """Per model version: its status, the audit's verdict, the main measured risks (from audit.json)."""
+    from synthstream.processors.auditor import AuditRecord
+
+    out = []
+    for version in pipeline.registry.versions():
+        raw = pipeline.registry.load_extra(version.version, "audit.json")
+        if raw is None:
+            continue
+        report = AuditRecord.model_validate_json(raw).report
+        out.append(
+            {
+                "version": version.version,
+                "status": version.status,
+                "verdict": report.verdict,
+                "risks": dict(report.risks),
+                "reasons": list(report.reasons),
+            }
+        )
+    return out
+
+
+async def _stats_summary(
+    pipeline: Pipeline, settings: KafkaSettings, store: InMemorySchemaStore, records: int
+) -> dict[str, Any]:
+    """What the stats topic carries: windows, the noisy total against the truth, the guarantee."""
+    if pipeline.stats is None:
+        return {}
+    from synthstream.connectors.kafka import read_to_end
+    from synthstream.schemas.events import EventSerde, StatsEvent
+
+    serde = EventSerde(StatsEvent, store)
+    events = [serde.decode(rec.value) async for batch in read_to_end(settings, pipeline.config.stats_topic)
+              for rec in batch]  # fmt: skip
+    if not events:
+        return {"windows": 0}
+    noisy_total = sum(q.values[0] for e in events for q in e.queries if q.kind == "count")
+    spent, remaining = pipeline.stats.budget_status()
+    learned = {
+        name: len(d["labels"] or d["edges"] or ())
+        for name, d in pipeline.ledger.domains(pipeline.config.stream).items()
+        if d["source"] != "declared"
+    }
+    first = events[0]
+    return {
+        "windows": len(events),
+        "noisy_total": noisy_total,
+        "true_total": records,
+        "epsilon_per_window": first.epsilon,
+        "guarantee": f"({first.guarantee_epsilon:g}, {first.guarantee_delta:.1g})-DP per {first.unit} "
+        f"over any {first.w} windows",
+        "learned_domains": learned,
+        "rho_spent_recent": spent.rho,
+        "rho_remaining": remaining.rho,
+    }
 
 
 class _ListSink:
@@ -189,6 +284,27 @@ def _print_summary(console: Console, result: DemoResult, config: PipelineConfig)
     grid.add_row("dead letters", f"{c.dead_letters:,} ({reasons})")
     plan = ", ".join(f"{n} {op}" for op, n in sorted(result.redaction.items())) or "disabled"
     grid.add_row("redaction plan (fields per operator)", plan)
+    if result.stats:
+        st = result.stats
+        grid.add_row(
+            f"DP statistics windows ({config.stats_topic})",
+            f"{st['windows']} windows, ε={st.get('epsilon_per_window', 0):.3g} each",
+        )
+        if st.get("windows"):
+            grid.add_row("  noisy total count vs true", f"{st['noisy_total']:,.0f} vs {st['true_total']:,}")
+            grid.add_row("  guarantee", st["guarantee"])
+            learned = ", ".join(f"{k} ({v} values)" for k, v in sorted(st["learned_domains"].items())) or "none"
+            grid.add_row("  domains learned with DP", learned)
+            spent, total = st["rho_spent_recent"], st["rho_spent_recent"] + st["rho_remaining"]
+            grid.add_row("  zCDP ρ spent by the newest w windows", f"{spent:.4g} of {total:.4g}")
+    for audit in result.audits:
+        risks = audit["risks"]
+        shown = ", ".join(
+            f"{name}={risks[name]:.3f}"
+            for name in ("singling_out_univariate", "linkability", "dcr_share")
+            if name in risks
+        )
+        grid.add_row(f"audit of v{audit['version']} ({audit['status']})", f"{audit['verdict']}: {shown}")
     grid.add_row("model versions trained", ", ".join(f"v{v}" for v in s.model_versions) or "none")
     grid.add_row(f"synthetic records out ({config.synthetic_topic})", f"{s.synthetic_published:,}")
     grid.add_row("synthetic records read back + decoded", f"{result.synthetic_read_back:,}")

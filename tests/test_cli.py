@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ CLI = [sys.executable, "-m", "synthstream"]
 
 
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    env = {**os.environ, "COLUMNS": "200"}  # rich wraps table cells to the terminal width
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env)
 
 
 def test_demo_prints_its_summary_and_exits_zero(tmp_path: Path):
@@ -32,6 +34,43 @@ def test_demo_prints_its_summary_and_exits_zero(tmp_path: Path):
     assert "3,000" in out
     assert "status" in out and "ok" in out
     assert ModelRegistry(tmp_path / "models", out.split("stream '")[1].split("'")[0]).current() is not None
+    assert "DP statistics windows" in out and "over any 10 windows" in out
+    assert (tmp_path / "privacy.duckdb").is_file()
+
+
+def test_budget_shows_spent_and_remaining_from_the_ledger(tmp_path: Path):
+    from datetime import UTC, datetime
+
+    from synthstream.privacy.accounting import Spend, epsilon_to_rho
+    from synthstream.privacy.ledger import PrivacyLedger, Release
+
+    state = tmp_path / "state"
+    ledger = PrivacyLedger(state / "privacy.duckdb")
+    rho_w = epsilon_to_rho(2.0, 1e-6)
+    now = datetime.now(UTC)
+    for window in range(3):
+        ledger.commit_window(
+            stream="payments", scope="stats", unit="record", window_index=window, window_start=now, window_end=now,
+            releases=[Release("count", "gaussian", Spend(rho=rho_w / 4))], budget=Spend(rho=rho_w), w=4, payload={},
+        )  # fmt: skip
+    config = {
+        "stream": "payments",
+        "source": {"topic": "payments", "sample_file": str(sample_path())},
+        "stats": {"enabled": True, "epsilon_w": 2.0, "w": 4},
+        "state_dir": str(state),
+    }
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("budget", "--config", str(tmp_path / "p.yaml"), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(result.stdout)
+    assert row["stream"] == "payments" and row["windows"] == 3 and row["refusals"] == 0
+    assert row["spent_rho"] == pytest.approx(3 * rho_w / 4)
+    assert row["remaining_rho"] == pytest.approx(rho_w / 4)
+    assert 0 < row["remaining_epsilon"] < row["spent_epsilon"] < 2.0
+    table = run_cli("budget", "--config", str(tmp_path / "p.yaml"))
+    assert table.returncode == 0 and "privacy budget" in table.stdout
+    missing = run_cli("budget", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode != 0
 
 
 def test_replay_run_drain_and_models_against_a_broker(broker, names, tmp_path: Path):
@@ -44,6 +83,7 @@ def test_replay_run_drain_and_models_against_a_broker(broker, names, tmp_path: P
         "source": {"topic": source, "sample_file": str(sample_path()), "group_id": names.group()},
         "training": {"every_records": 1_000, "min_records": 200},
         "publisher": {"rate": 0, "max_records": 1_500},
+        "audit": {"enabled": False},  # the gate has its own tests; this one is about the commands
         "topics": {
             "synthetic": names.topic("synthetic"),
             "deadletter": names.topic("dlq"),

@@ -86,7 +86,20 @@ async def test_planted_pii_appears_in_no_output_log_or_file(kafka, names, tmp_pa
     needles = set().union(*(_forms(v) for v in planted.values()))
     source_file = _source_file(tmp_path, planted, rng)
     state = tmp_path / "state"
-    topics = {k: names.topic(k) for k in ("synthetic", "redacted", "deadletter", "models", "schemas", "pii_findings")}
+    topics = {
+        k: names.topic(k)
+        for k in (
+            "synthetic",
+            "redacted",
+            "deadletter",
+            "models",
+            "schemas",
+            "pii_findings",
+            "stats",
+            "budget",
+            "privacy_audit",
+        )
+    }
     config = {
         "stream": names.prefix,
         "source": {"topic": names.topic("source"), "sample_file": str(source_file)},
@@ -94,6 +107,27 @@ async def test_planted_pii_appears_in_no_output_log_or_file(kafka, names, tmp_pa
         "redaction": {"findings_window_s": 1.0},
         "training": {"every_records": 500, "min_records": 300},
         "publisher": {"rate": 0, "max_records": 2_000},
+        # DP statistics over redacted fields, with domains learned from the (redacted) data at a generous ε:
+        # the ledger and the stats topic must hold fakes and pseudonyms only.
+        "stats": {
+            "enabled": True,
+            "window_s": 6 * 3600,
+            "time_field": "trans_date_trans_time",
+            "w": 2,
+            "epsilon_w": 50.0,
+            "categorical": {"first": {}, "last": {}, "category": {}},
+            "pairs": [["first", "category"]],
+        },
+        # A light audit: its artifacts (audit.json per version) are scanned like every other file.
+        # Quality floors off: this run is about leaks, and fakes of many distinct names score low pair trends.
+        "audit": {
+            "synthetic_rows": 500,
+            "max_attack_rows": 500,
+            "n_attacks": 100,
+            "min_holdout": 50,
+            "min_column_shapes": 0.0,
+            "min_pair_trends": 0.0,
+        },
         "topics": topics,
         "state_dir": str(state),
     }
@@ -120,6 +154,10 @@ async def test_planted_pii_appears_in_no_output_log_or_file(kafka, names, tmp_pa
             assert result.returncode == 0, result.stderr[-3000:]
             drains.append(target)
 
+    # The HTML/JSON audit report (default folder: state/reports) is scanned with the other files.
+    rendered = await asyncio.to_thread(cli, "report", "--config", str(config_path))
+    assert rendered.returncode == 0, rendered.stderr[-3000:]
+
     leaks: list[str] = []
     counts = {}
     for key, topic in topics.items():
@@ -142,6 +180,11 @@ async def test_planted_pii_appears_in_no_output_log_or_file(kafka, names, tmp_pa
     assert counts["synthetic"] >= 2_000
     assert counts["pii_findings"] >= 1
     assert counts["models"] >= 2
+    assert counts["stats"] >= 1
+    assert any(p.name == "privacy.duckdb" for p in files), "no privacy ledger was written"
+    assert counts["privacy_audit"] >= 1
+    assert any(p.name == "audit.json" for p in files), "no audit was stored"
+    assert any(p.suffix == ".html" for p in files), "no audit report was rendered"
     assert any(p.suffix == ".pkl" for p in files), "no model artifact was written"
     assert '"event": "record.dead_lettered"' not in run.stderr
     # ... and the raw source topic does hold the canaries (the test data is right).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
@@ -197,14 +197,27 @@ class BatchConsumer:
             if batch:
                 yield batch
 
-    async def commit(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Commit the offsets after ``records`` (call once their outputs are produced)."""
+    async def commit(
+        self,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        floors: Mapping[tuple[str, int], int] | None = None,
+    ) -> None:
+        """Commit the offsets after ``records`` (call once their outputs are produced).
+
+        ``floors`` holds, per (topic, partition), the lowest offset a stage still needs re-read
+        after a crash (records counted in a window that is not released yet): the commit never
+        goes past it, so a restart re-reads those records instead of losing them.
+        """
         if self.group_id is None or not records:
             return
         offsets: dict[TopicPartition, int] = {}
         for rec in records:
             tp = TopicPartition(rec.topic, rec.partition)
             offsets[tp] = max(offsets.get(tp, 0), rec.offset + 1)
+        for (topic, partition), floor in (floors or {}).items():
+            tp = TopicPartition(topic, partition)
+            if tp in offsets:
+                offsets[tp] = min(offsets[tp], floor)
         await self._consumer.commit(offsets)
 
     async def position(self, tp: TopicPartition) -> int:

@@ -6,6 +6,7 @@ Layout under ``root/<stream>/``::
     v000001/version.json   its :class:`ModelVersion` (status, lineage, artifact path)
     v000001/extra/<name>   side artifacts of the version (training profile, audit report...)
     promotions.json        the promotion history, newest last (what ``rollback`` walks back)
+    training.json          progress of the running (or last) fit: fraction, detail, version
 
 Every file is written to a temporary file in the same folder and moved into place with
 ``os.replace``, so a crash never leaves a half-written version or state file; a version
@@ -40,6 +41,7 @@ VersionStatus = Literal["candidate", "promoted", "rejected", "retired"]
 _ARTIFACT = "model.pkl"
 _META = "version.json"
 _PROMOTIONS = "promotions.json"
+_PROGRESS = "training.json"
 
 
 class Lineage(BaseModel):
@@ -56,6 +58,18 @@ class Lineage(BaseModel):
     )
     fit_seconds: float = Field(ge=0.0, description="Wall time of the fit.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Quality/privacy metrics of the model.")
+    records_range: tuple[int, int] | None = Field(
+        default=None,
+        description="Which records of the stream the buffer held: (first, last) by arrival count, last exclusive.",
+    )
+    windows: tuple[int, int] | None = Field(
+        default=None, description="Window range (first, last) of the DP statistics a from-the-stream model used."
+    )
+    guarantee: dict[str, Any] | None = Field(
+        default=None,
+        description="Formal DP guarantee of the model (epsilon, delta, unit, mechanism...) or None (empirical only).",
+    )
+    warm_start_from: int | None = Field(default=None, description="Version whose weights this fit continued.")
 
 
 class ModelVersion(BaseModel):
@@ -90,10 +104,25 @@ class ModelRegistry:
     def __repr__(self) -> str:
         return f"ModelRegistry(root={str(self.root)!r}, stream={self.stream!r})"
 
+    @property
+    def progress_path(self) -> Path:
+        """Where the running fit of this stream reports its progress (read by ``synthstream models``)."""
+        return self.path / _PROGRESS
+
     # -- writes ------------------------------------------------------------------------------
 
-    def register(self, model: Generator, *, lineage: Lineage) -> ModelVersion:
-        """Store a fitted ``model`` as the next version (status ``candidate``) and return it."""
+    def reserve(self) -> int:
+        """Claim the next version number before a fit (so progress events can name it).
+
+        The folder exists but holds no ``version.json`` until :meth:`register` fills it, so
+        listings ignore it; a fit that fails leaves a gap in the numbering, nothing else.
+        """
+        with self._lock:
+            number, _ = self._claim_version()
+            return number
+
+    def register(self, model: Generator, *, lineage: Lineage, version: int | None = None) -> ModelVersion:
+        """Store a fitted ``model`` as the next version (or the ``version`` :meth:`reserve` returned)."""
         if not model.fitted:
             raise ModelError("only a fitted generator can be registered")
         try:
@@ -101,7 +130,12 @@ class ModelRegistry:
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise ModelError(f"generator {type(model).__name__} cannot be pickled: {type(exc).__name__}") from None
         with self._lock:
-            number, folder = self._claim_version()
+            if version is None:
+                number, folder = self._claim_version()
+            else:
+                number, folder = version, self._folder(version)
+                if not folder.is_dir() or (folder / _META).exists():
+                    raise ModelError(f"version {version} of {self.stream!r} was not reserved or is already registered")
             artifact = folder / _ARTIFACT
             _atomic_write(artifact, payload)
             version = ModelVersion(

@@ -11,6 +11,7 @@ model                     default topic
 :class:`DeadLetterEvent`  ``synthstream.deadletter``
 :class:`ModelLifecycleEvent`  ``synthstream.models``
 :class:`StatsEvent`       ``<stream>.stats``
+:class:`BudgetEvent`      ``synthstream.privacy-budget``
 :class:`DriftEvent`       ``synthstream.drift``
 :class:`PrivacyAuditEvent`  ``synthstream.privacy-audit``
 :class:`PiiFindingsEvent`  ``synthstream.pii-findings``
@@ -97,43 +98,108 @@ class ModelLifecycleEvent(Event):
 
 
 class StatsQuery(BaseModel):
-    """One released statistic: a (marginal) query over attributes and its noisy answers."""
+    """One released statistic: a query over attributes, its cells and noisy answers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    query: list[str] = Field(description="Attribute names the query is over (one = a 1-way marginal).")
-    values: list[float] = Field(description="Noisy answers, in the query's cell order.")
-    noise_scale: float = Field(ge=0, description="Standard deviation (Gaussian) or scale (Laplace) of the noise.")
+    query: list[str] = Field(description="Attribute names the query is over (empty for the total count).")
+    kind: Literal["count", "marginal", "sum"] = Field(description="Total count, a 1-/2-way marginal, a clipped sum.")
+    cells: list[str] = Field(
+        description="Cell labels in the order of values (2-way cells are 'a_cell|b_cell', row-major)."
+    )
+    values: list[float] = Field(description="Noisy answers, in cell order.")
+    noise_scale: float = Field(ge=0, description="Standard deviation of the noise added to each value.")
 
 
 class StatsEvent(Event):
-    """Differentially private statistics of one window."""
+    """Differentially private statistics of one event-time window, with the guarantee they carry."""
 
     stream: str = Field(description="Stream the statistics describe.")
+    window_index: int = Field(description="Index of the window: start = index x window length since the epoch.")
     window_start: UtcDatetime = Field(description="Inclusive start of the window (UTC).")
     window_end: UtcDatetime = Field(description="Exclusive end of the window (UTC).")
     queries: list[StatsQuery] = Field(description="The released queries and answers.")
-    mechanism: str = Field(description="Noise mechanism, e.g. gaussian or laplace.")
-    epsilon: float = Field(ge=0, description="Privacy loss ε spent by this release.")
-    delta: float = Field(ge=0, le=1, description="δ of this release (0 for pure DP).")
+    means: dict[str, float | None] = Field(
+        default_factory=dict, description="Clipped means (noisy sum / noisy count): post-processing, no extra cost."
+    )
+    mechanism: str = Field(description="Noise mechanism: gaussian (discrete Gaussian, zCDP) or laplace.")
+    rho: float | None = Field(default=None, ge=0, description="zCDP ρ spent by this window (gaussian).")
+    epsilon: float = Field(ge=0, description="ε spent by this window alone (converted at delta for gaussian).")
+    delta: float = Field(ge=0, le=1, description="δ of this window's (ε, δ) statement.")
     unit: str = Field(description="Privacy unit: record, or the entity key field.")
+    max_records_per_entity: int = Field(ge=1, description="Contribution bound k per unit and window.")
     w: int = Field(ge=1, description="w of w-event privacy: windows that share the budget.")
+    guarantee_epsilon: float = Field(ge=0, description="ε that any w consecutive windows together satisfy.")
+    guarantee_delta: float = Field(ge=0, le=1, description="δ that any w consecutive windows together satisfy.")
+    records_late: int = Field(default=0, ge=0, description="Records that arrived after their window closed.")
+    records_dropped_by_bounding: int = Field(
+        default=0, ge=0, description="Records beyond the per-entity contribution bound in this window."
+    )
+    records_redelivered: int = Field(
+        default=0, ge=0, description="Redelivered records of windows released before a restart (already counted)."
+    )
+    bootstrap: list[str] = Field(
+        default_factory=list, description="Domains learned with DP in this window (e.g. quantiles:age)."
+    )
+    domains: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where each attribute's cells come from: declared, dp_quantiles or dp_threshold.",
+    )
+
+
+class BudgetEvent(Event):
+    """A DP release was refused because it would exceed its budget."""
+
+    stream: str = Field(description="Stream whose budget is exhausted.")
+    scope: str = Field(description="Budget scope, e.g. stats or model.")
+    unit: str = Field(description="Privacy unit of the budget.")
+    window_index: int | None = Field(default=None, description="Window whose release was refused, if windowed.")
+    requested_rho: float = Field(ge=0, description="ρ the refused release needed.")
+    requested_epsilon: float = Field(ge=0, description="ε the refused release needed.")
+    reason: str = Field(description="Which budget term would have been exceeded, with numbers.")
 
 
 class DriftEvent(Event):
-    """A field's distribution moved away from what the current model was trained on."""
+    """A drift monitor's state changed for some fields in one window, and what the policy did about it.
 
-    stream: str = Field(description="Stream the field belongs to.")
-    field: str = Field(description="Field name that drifted.")
-    detector: str = Field(description="Detector that fired, e.g. psi, ks or adwin.")
-    statistic: float = Field(description="Value of the detector's statistic.")
-    threshold: float = Field(description="Threshold the statistic crossed.")
-    severity: Literal["info", "warning", "critical"] = Field(description="How far past the threshold.")
-    model_version: int | None = Field(default=None, description="Model made stale by the drift, if any.")
+    ``monitor`` says what moved: ``detector`` (a river change detector on a numeric field),
+    ``distance`` (a window against the trailing windows of the stream), ``staleness`` (a
+    window against the promoted model's training profile) or ``divergence`` (the synthetic
+    feed against the real stream). Events are sent when a field starts drifting, escalates,
+    clears (severity ``info``), or when a retrain held back by the cool-down is finally
+    requested. ``event_id`` derives from stream, monitor, statistic, fields and the window's
+    source coordinates, so the same drift in a redelivered window gets the same id.
+    """
+
+    stream: str = Field(description="Stream the fields belong to.")
+    monitor: Literal["detector", "distance", "staleness", "divergence"] = Field(
+        description="Which monitor observed the drift."
+    )
+    fields: list[str] = Field(min_length=1, description="Field names the statistic is about.")
+    statistic: str = Field(description="Statistic name: psi, js, adwin, page_hinkley or kswin.")
+    value: float = Field(description="Value of the statistic in this window.")
+    threshold: float = Field(description="Warning threshold of the statistic (crossed upwards = drift).")
+    severity: Literal["info", "warning", "critical"] = Field(
+        description="warning/critical: past the warning/critical threshold; info: the drift cleared."
+    )
+    window_start: UtcDatetime = Field(description="Timestamp of the window's first record (UTC).")
+    window_end: UtcDatetime = Field(description="Timestamp of the window's last record (UTC).")
+    window_records: int = Field(ge=0, description="Records in the window.")
+    model_version: int | None = Field(default=None, description="Promoted model version at the time, if any.")
+    action: Literal["none", "alert", "retrain", "cooldown"] = Field(
+        description="What the policy did: alert only, requested a retrain, or held one back (cool-down); "
+        "none for a cleared drift."
+    )
 
 
 class PrivacyGuarantee(BaseModel):
-    """The formal guarantee of a model, or the statement that there is none."""
+    """The formal guarantee of a model, or the statement that there is none.
+
+    A formal guarantee comes from the privacy ledger: ε and δ spent on the data the model
+    was derived from, the privacy unit, and the chain of mechanisms (e.g. the windowed
+    Gaussian marginals, then AIM as post-processing). Without one, ``kind`` is
+    ``empirical_only`` and the audit's measured attack risks are the only protection claimed.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -142,6 +208,34 @@ class PrivacyGuarantee(BaseModel):
     delta: float | None = Field(default=None, ge=0, le=1, description="δ of a formal guarantee.")
     unit: str | None = Field(default=None, description="Privacy unit of a formal guarantee.")
     mechanism: str | None = Field(default=None, description="Mechanism behind a formal guarantee, e.g. aim.")
+    mechanisms: list[str] = Field(
+        default_factory=list,
+        description="The mechanism chain behind a formal guarantee, first to last (e.g. gaussian marginals, aim).",
+    )
+    source: str | None = Field(
+        default=None, description="Where the guarantee was read from, e.g. the ledger and its release ids."
+    )
+
+
+class AttackRisk(BaseModel):
+    """One privacy attack of an audit: its measured risk with a confidence interval, and whether it was built.
+
+    The risk is anonymeter's residual risk (success on training records beyond success on
+    the control set). ``attacks_built`` can be below ``attacks_requested`` (anonymeter could
+    not generate enough singling-out queries, or the data were too small); a risk of
+    ``None`` means the attack could not be built at all, and ``detail`` says why.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Attack name, e.g. singling_out_multivariate or inference:income.")
+    attack: Literal["singling_out", "linkability", "inference"] = Field(description="Attack family.")
+    risk: float | None = Field(default=None, ge=0, le=1, description="Point estimate of the risk; None if not built.")
+    ci_low: float | None = Field(default=None, ge=0, le=1, description="Lower end of the confidence interval.")
+    ci_high: float | None = Field(default=None, ge=0, le=1, description="Upper end of the confidence interval.")
+    attacks_requested: int = Field(ge=0, description="Attack attempts (queries or targets) requested.")
+    attacks_built: int = Field(ge=0, description="Attack attempts that could actually be built and run.")
+    detail: str | None = Field(default=None, description="Caveats or why the attack was not built (never values).")
 
 
 class PrivacyAuditEvent(Event):
@@ -150,9 +244,19 @@ class PrivacyAuditEvent(Event):
     stream: str = Field(description="Stream the model belongs to.")
     model_version: int = Field(ge=0, description="Audited model version.")
     guarantee: PrivacyGuarantee = Field(description="Formal guarantee, or empirical only.")
-    risks: dict[str, float] = Field(description="Measured attack risks by name, e.g. singling_out.")
+    risks: dict[str, float] = Field(
+        description="Measured risks by name: attack point estimates and distance metrics (e.g. dcr_share)."
+    )
     quality: dict[str, float] = Field(description="Quality metrics by name.")
     verdict: Literal["pass", "fail"] = Field(description="Whether the model may be promoted.")
+    generator: str | None = Field(default=None, description="Generator kind of the audited version.")
+    attacks: list[AttackRisk] = Field(default_factory=list, description="Every requested attack with its CI.")
+    attacks_requested: int = Field(default=0, ge=0, description="Attack attempts requested over all attacks.")
+    attacks_built: int = Field(default=0, ge=0, description="Attack attempts actually built over all attacks.")
+    reasons: list[str] = Field(default_factory=list, description="Why the verdict is what it is (thresholds crossed).")
+    training_rows: int = Field(default=0, ge=0, description="Records the version was trained on.")
+    control_rows: int = Field(default=0, ge=0, description="Held-out control records the attacks were scored on.")
+    synthetic_rows: int = Field(default=0, ge=0, description="Synthetic records sampled for the audit.")
 
 
 class PiiFinding(BaseModel):
@@ -180,6 +284,7 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     DeadLetterEvent,
     ModelLifecycleEvent,
     StatsEvent,
+    BudgetEvent,
     DriftEvent,
     PrivacyAuditEvent,
     PiiFindingsEvent,

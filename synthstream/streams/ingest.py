@@ -80,6 +80,15 @@ class BatchObserver(Protocol):
         ...
 
 
+@runtime_checkable
+class HoldsOffsets(Protocol):
+    """An observer whose state would be lost in a crash: it names the offsets that must be re-read."""
+
+    def commit_floors(self) -> dict[tuple[str, int], int]:
+        """Per (topic, partition), the lowest offset still needed after a crash (absent = none)."""
+        ...
+
+
 @dataclass
 class IngestCounters:
     """Running totals of the ingest stage."""
@@ -162,6 +171,7 @@ class IngestStage:
         self.encode_redacted = encode_redacted
         self.observers: list[BatchObserver] = list(observers)
         self.counters = IngestCounters()
+        self._idle_since: float | None = None
         self._log = get_logger("ingest", stream=stream)
 
     def __repr__(self) -> str:
@@ -197,6 +207,26 @@ class IngestStage:
         self.counters.processed += len(valid)
         self.counters.dead_letters += len(dead)
         return len(valid)
+
+    def commit_floors(self) -> dict[tuple[str, int], int]:
+        """The lowest offsets any observer still needs re-read after a crash (the commit stops there)."""
+        floors: dict[tuple[str, int], int] = {}
+        for observer in self.observers:
+            if isinstance(observer, HoldsOffsets):
+                for key, offset in observer.commit_floors().items():
+                    floors[key] = min(floors.get(key, offset), offset)
+        return floors
+
+    def mark_idle(self, idle: bool) -> None:
+        """Tell the stage whether the last poll of the source came back empty (the consumer is caught up)."""
+        if not idle:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """How long every poll of the source has come back empty (0 while records are flowing)."""
+        return 0.0 if self._idle_since is None else time.monotonic() - self._idle_since
 
     def _dead_letter(self, rec: SourceRecord, rejected: RecordRejected) -> OutMessage:
         self.counters.by_reason[rejected.reason] += 1

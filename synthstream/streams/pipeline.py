@@ -28,17 +28,29 @@ from synthstream.connectors.files import read_table, records_from_frame
 from synthstream.connectors.kafka import BatchConsumer, BatchSender, Producer, ensure_topics
 from synthstream.connectors.schema_topic import SchemaTopicReader, publish_schema
 from synthstream.log import get_logger
-from synthstream.models.registry import ModelRegistry
+from synthstream.models.registry import ModelRegistry, ModelVersion
+from synthstream.privacy.ledger import PrivacyLedger
 from synthstream.processors.buffer import TrainingBuffer
 from synthstream.processors.redactor import Redactor
 from synthstream.processors.validator import RecordValidator
-from synthstream.schemas.events import DeadLetterEvent, EventSerde, ModelLifecycleEvent, PiiFindingsEvent
+from synthstream.schemas.events import (
+    BudgetEvent,
+    DeadLetterEvent,
+    EventSerde,
+    ModelLifecycleEvent,
+    PiiFindingsEvent,
+    PrivacyAuditEvent,
+    PrivacyGuarantee,
+    StatsEvent,
+)
 from synthstream.schemas.record import RecordSchema
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, SchemaStore
 from synthstream.settings import KafkaSettings
+from synthstream.streams.audit import EMPIRICAL_ONLY, AuditGate
 from synthstream.streams.findings import FindingsReporter
 from synthstream.streams.ingest import BatchObserver, IngestCounters, IngestStage, LatencyTracker, SourceRecord
 from synthstream.streams.publisher import SyntheticPublisher
+from synthstream.streams.stats import StatsStage
 from synthstream.streams.trainer import RetrainScheduler, training_executor
 
 Role = Literal["all", "ingest", "trainer", "publisher"]
@@ -88,8 +100,19 @@ class Pipeline:
         self.observers: list[BatchObserver] = []
         self._executor = executor
         self._own_executor = executor is None
-        self.buffer = TrainingBuffer(config.buffer.max_records)
+        audit = config.audit
+        # A share of the arriving (redacted) records becomes the audit's control set: never trained on.
+        self.buffer = TrainingBuffer(
+            config.buffer.max_records,
+            holdout_share=audit.holdout_share if audit.enabled else 0.0,
+            holdout_max=audit.holdout_max,
+            seed=audit.seed,
+        )
         self.registry = ModelRegistry(config.state_dir / "models", config.stream)
+        #: The durable privacy ledger (DuckDB) shared by every DP release of this state directory.
+        self.ledger = PrivacyLedger(config.state_dir / "privacy.duckdb")
+        self.stats: StatsStage | None = None
+        self.gate: AuditGate | None = None
         self.latency = LatencyTracker()
         self.stage: IngestStage | None = None
         self.scheduler: RetrainScheduler | None = None
@@ -141,8 +164,12 @@ class Pipeline:
         """Topics this pipeline writes to (created at start when missing)."""
         topics = self.config.topics
         out = [topics.deadletter, topics.models, topics.schemas, self.config.synthetic_topic]
+        if self.config.stats.enabled and self.role in ("all", "ingest"):
+            out += [self.config.stats_topic, topics.budget]
         if self.redactor.redacts and self.ingests:
             out += [self.config.redacted_topic, topics.pii_findings]
+        if self.config.audit.enabled and self.trains:
+            out.append(topics.privacy_audit)
         return out
 
     def _encoder(self) -> Callable[[Sequence[dict[str, Any]]], list[bytes]]:
@@ -236,6 +263,7 @@ class Pipeline:
                 )
         if self.trains:
             assert executor is not None
+            self.gate = self._audit_gate(producer, executor)
             self.scheduler = RetrainScheduler(
                 config=self.config.training,
                 buffer=self.buffer,
@@ -246,7 +274,12 @@ class Pipeline:
                 models_topic=self.config.topics.models,
                 lifecycle_serde=lifecycle_serde,
                 stream=self.config.stream,
+                gate=self.gate,
             )
+            for observer in self.observers:  # drift (issue 8): e.g. store each version's training profile
+                hook = getattr(observer, "version_hook", None)
+                if hook is not None:
+                    self.scheduler.hooks.append(hook)
         if self.publishes:
             self.publisher = SyntheticPublisher(
                 registry=self.registry,
@@ -257,10 +290,104 @@ class Pipeline:
                 stream=self.config.stream,
             )
 
+    def _audit_gate(self, producer: BatchSender, executor: Executor) -> AuditGate | None:
+        """The privacy/quality audit every new version must pass before it may publish (issue 7)."""
+        if not self.config.audit.enabled:
+            return None
+        from synthstream.processors.auditor import warm_up_audit
+
+        executor.submit(warm_up_audit)  # shares the training pool: fits and audits never overlap
+        return AuditGate(
+            config=self.config.audit,
+            schema=self.output_schema,
+            buffer=self.buffer,
+            registry=self.registry,
+            executor=executor,
+            producer=producer,
+            topic=self.config.topics.privacy_audit,
+            serde=EventSerde(PrivacyAuditEvent, self.store),
+            stream=self.config.stream,
+            guarantee=self.guarantee_of,
+        )
+
+    def guarantee_of(self, version: ModelVersion) -> PrivacyGuarantee:
+        """The formal guarantee of a version from its lineage and the ledger, or empirical protection only."""
+        return EMPIRICAL_ONLY
+
     def _build_observers(self, producer: BatchSender) -> list[BatchObserver]:
         """The stages that consume redacted micro-batches in this role, in the order they run."""
         observers: list[BatchObserver] = []
+        if self.config.stats.enabled and self.role in ("all", "ingest"):
+            # Windowed DP statistics: one role per stream releases them (the trainer role does not).
+            self.stats = StatsStage(
+                config=self.config.stats,
+                stream=self.config.stream,
+                schema=self.output_schema,
+                ledger=self.ledger,
+                producer=producer,
+                stats_topic=self.config.stats_topic,
+                budget_topic=self.config.topics.budget,
+                deadletter_topic=self.config.topics.deadletter,
+                stats_serde=EventSerde(StatsEvent, self.store),
+                budget_serde=EventSerde(BudgetEvent, self.store),
+                deadletter_serde=EventSerde(DeadLetterEvent, self.store),
+                idle_seconds=self._source_idle_seconds,
+            )
+            observers.append(self.stats)
+        if self.config.drift.enabled and self.trains:
+            # Drift monitors (issue 8) run where retrains happen (roles all/trainer): the scheduler is
+            # built after the observers, so requests look it up when they happen; build() connects
+            # the stage's version hook (training profiles) to the scheduler.
+            from synthstream.connectors.sinks import AutoDecoder
+            from synthstream.schemas.events import DriftEvent
+            from synthstream.streams.drift import DriftStage, SyntheticTap
+
+            def request_retrain(reason: str) -> None:
+                if self.scheduler is not None:
+                    self.scheduler.request(reason)
+
+            drift = self.config.drift
+            tap = (
+                SyntheticTap(
+                    self.settings,
+                    self.config.synthetic_topic,
+                    decode=AutoDecoder(self.store),
+                    group_id=f"{self.config.group_id}-drift",
+                )
+                if drift.divergence
+                else None
+            )
+            observers.append(
+                DriftStage(
+                    config=drift,
+                    schema=self.output_schema,
+                    producer=producer,
+                    topic=self.config.topics.drift,
+                    serde=EventSerde(DriftEvent, self.store),
+                    stream=self.config.stream,
+                    registry=self.registry,
+                    request_retrain=request_retrain,
+                    settings=self.settings,
+                    tap=tap,
+                )
+            )
+        if self.config.sequence.enabled and self.trains:
+            # Time series (issue 6): bounded per-entity keyed state (or windows of one long series),
+            # kept where retrains happen; the sequence model trains from its snapshot().
+            from synthstream.processors.sequences import sequence_state_from_config
+
+            self.sequence_state = sequence_state_from_config(self.config.sequence)
+            observers.append(self.sequence_state)
+        if self.config.metrics.enabled:
+            # /metrics and /health (issue 8), served while the pipeline runs.
+            from synthstream.streams.metrics import MetricsServer
+
+            observers.append(MetricsServer(self.config.metrics, self, producer=producer))
         return observers
+
+    def _source_idle_seconds(self) -> float:
+        """Seconds the source consumer has been caught up (every poll empty); 0 while reading."""
+        return self.stage.idle_seconds() if self.stage is not None else 0.0
 
     async def _run_tasks(
         self, stop: asyncio.Event, until: Callable[[Pipeline], bool] | None, reader: SchemaTopicReader
@@ -307,12 +434,13 @@ class Pipeline:
                 batch = await consumer.getmany(timeout_ms=100)
                 if consumer.assignment():
                     self.consuming.set()
+                self.stage.mark_idle(not batch)
                 if not batch:
                     continue
                 if self.has_unknown_schema_ids(batch):
                     await reader.refresh()
                 await self.stage.handle(batch)
-                await consumer.commit(batch)
+                await consumer.commit(batch, self.stage.commit_floors())
                 if self.scheduler is not None:
                     self.scheduler.maybe_start()
         finally:

@@ -118,6 +118,8 @@ class RetrainScheduler:
         """Whether a trigger fired and there is enough data to train."""
         if self.busy or len(self.buffer) < self.config.min_records:
             return False
+        if self.gate is not None and not getattr(self.gate, "ready", True):
+            return False  # the gate cannot judge a version yet (e.g. the audit's control set is too small)
         if self._requested is not None:
             return True
         new_records = self.buffer.total_seen - self._seen_at_last_fit

@@ -1,0 +1,662 @@
+"""The privacy ledger: an append-only DuckDB record of every DP release, written before it is published.
+
+One DuckDB file (``state_dir/privacy.duckdb``) holds:
+
+- ``releases``: one row per released query (stream, scope, unit, window, query, mechanism, ρ/ε, δ,
+  sensitivity, noise). Rows are only ever inserted; nothing updates or deletes them.
+- ``refusals``: releases that were refused because they would have exceeded the budget.
+- ``window_releases``: the full noisy answer of each released window (the stats event as JSON).
+  It is committed in the same transaction as the ledger rows, so a window whose release is on
+  disk is re-published from disk after a crash instead of being noised a second time (fresh
+  noise on the same window would let an observer average it away).
+- ``marginals``: the noisy marginals in long form (query, noisy values, noise std, window), for SQL
+  and for the generators that fit from the stream's statistics (post-processing: no extra cost).
+- ``domains``: the discretisation (numeric bin edges, categorical domains) each stream releases over.
+- ``dpsgd_history``: every DP-SGD fit (noise multiplier, sample rate, steps), which a model
+  accountant composes over the stream's whole history (warm starts and restarts never reset it).
+
+Budgets: ``stats`` releases obey w-event privacy (Kellaris et al., VLDB 2014): the spend of any w
+consecutive windows never exceeds the configured budget; the check and the insert happen in
+one transaction. Other scopes (model training: AIM/MST measurements, DP-SGD) have a total
+budget. Restarts never refresh a budget: the spend is always summed from the file.
+
+Each operation opens the file, works in one transaction and closes it again, so several
+processes (ingest worker, trainer, the ``synthstream budget`` command) can share it; a process
+that finds the file locked retries for a while. A commit is durable once it returns: a worker
+killed with SIGKILL afterwards loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from synthstream.errors import SynthstreamError
+from synthstream.privacy.accounting import Spend
+
+__all__ = ["BudgetExceeded", "DomainRow", "LedgerError", "NoisyMarginalRow", "PrivacyLedger", "Release", "ScopeSummary"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    release_id VARCHAR PRIMARY KEY,
+    stream VARCHAR NOT NULL,
+    scope VARCHAR NOT NULL,
+    unit VARCHAR NOT NULL,
+    window_index BIGINT,
+    window_start TIMESTAMPTZ,
+    window_end TIMESTAMPTZ,
+    query VARCHAR NOT NULL,
+    mechanism VARCHAR NOT NULL,
+    rho DOUBLE NOT NULL,
+    epsilon DOUBLE NOT NULL,
+    delta DOUBLE NOT NULL,
+    sensitivity DOUBLE,
+    noise_std DOUBLE,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    stream VARCHAR NOT NULL,
+    scope VARCHAR NOT NULL,
+    unit VARCHAR NOT NULL,
+    window_index BIGINT,
+    rho DOUBLE NOT NULL,
+    epsilon DOUBLE NOT NULL,
+    delta DOUBLE NOT NULL,
+    reason VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS window_releases (
+    stream VARCHAR NOT NULL,
+    scope VARCHAR NOT NULL,
+    unit VARCHAR NOT NULL,
+    window_index BIGINT NOT NULL,
+    payload VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (stream, scope, unit, window_index)
+);
+CREATE TABLE IF NOT EXISTS marginals (
+    stream VARCHAR NOT NULL,
+    window_index BIGINT NOT NULL,
+    window_start TIMESTAMPTZ NOT NULL,
+    window_end TIMESTAMPTZ NOT NULL,
+    query VARCHAR[] NOT NULL,
+    kind VARCHAR NOT NULL,
+    answer DOUBLE[] NOT NULL,
+    noise_std DOUBLE NOT NULL,
+    mechanism VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS domains (
+    stream VARCHAR NOT NULL,
+    attribute VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    labels VARCHAR[],
+    edges DOUBLE[],
+    source VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (stream, attribute)
+);
+CREATE TABLE IF NOT EXISTS dpsgd_history (
+    stream VARCHAR NOT NULL,
+    scope VARCHAR NOT NULL,
+    unit VARCHAR NOT NULL,
+    fit_key VARCHAR NOT NULL,
+    noise_multiplier DOUBLE NOT NULL,
+    sample_rate DOUBLE NOT NULL,
+    steps BIGINT NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (stream, scope, unit, fit_key)
+);
+"""
+
+_LOCK_WAIT_S = 30.0
+
+
+class LedgerError(SynthstreamError):
+    """The ledger file cannot be opened or written."""
+
+
+class BudgetExceeded(SynthstreamError):  # noqa: N818 - part of the public API, named for what happened
+    """A release would exceed its budget; it was refused and recorded as a refusal."""
+
+    def __init__(self, stream: str, scope: str, unit: str, window_index: int | None, detail: str) -> None:
+        self.stream = stream
+        self.scope = scope
+        self.unit = unit
+        self.window_index = window_index
+        self.detail = detail
+        where = f" window {window_index}" if window_index is not None else ""
+        super().__init__(f"budget of {stream}/{scope}/{unit} exceeded{where}: {detail}")
+
+
+@dataclass(frozen=True)
+class Release:
+    """One released query and what it cost."""
+
+    query: str
+    mechanism: str
+    spend: Spend
+    sensitivity: float | None = None
+    noise_std: float | None = None
+
+
+@dataclass(frozen=True)
+class NoisyMarginalRow:
+    """A noisy marginal (or count/sum) of one window, as stored for SQL and the generators."""
+
+    query: tuple[str, ...]
+    kind: str
+    answer: tuple[float, ...]
+    noise_std: float
+
+
+@dataclass(frozen=True)
+class DomainRow:
+    """The released domain of one attribute: numeric bin edges or categorical labels, and where it came from."""
+
+    attribute: str
+    kind: str
+    labels: tuple[str, ...] | None
+    edges: tuple[float, ...] | None
+    source: str
+
+
+@dataclass
+class ScopeSummary:
+    """Spend of one stream/scope/unit: lifetime totals and the current sliding window."""
+
+    stream: str
+    scope: str
+    unit: str
+    releases: int = 0
+    refusals: int = 0
+    windows: int = 0
+    total: Spend = field(default_factory=Spend)
+    last_window: int | None = None
+    recent: Spend = field(default_factory=Spend)
+
+
+class PrivacyLedger:
+    """Append-only, durable record of DP spend with atomic budget checks (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"PrivacyLedger(path={str(self.path)!r})"
+
+    @contextmanager
+    def _connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                # One thread: ledger queries are tiny, and DuckDB's thread pool dominates a connect otherwise.
+                con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists(), config={"threads": 1})
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise LedgerError(f"cannot open the privacy ledger {self.path}: {exc}") from None
+                time.sleep(0.05)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # -- w-event window releases ------------------------------------------------------------
+
+    def stored_window(self, stream: str, scope: str, unit: str, window_index: int) -> dict[str, Any] | None:
+        """The release of a window that is already on disk (to re-publish), or ``None``."""
+        with self._connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT payload FROM window_releases WHERE stream=? AND scope=? AND unit=? AND window_index=?",
+                [stream, scope, unit, window_index],
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def last_released_window(self, stream: str, scope: str, unit: str) -> int | None:
+        """Index of the newest window with a statistics release, or ``None``."""
+        with self._connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT max(window_index) FROM window_releases WHERE stream=? AND scope=? AND unit=?",
+                [stream, scope, unit],
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def stored_windows(self, stream: str, scope: str, unit: str, first: int) -> list[dict[str, Any]]:
+        """Stored releases of windows >= ``first``, oldest first (re-published after a restart)."""
+        with self._connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT payload FROM window_releases WHERE stream=? AND scope=? AND unit=? AND window_index >= ? "
+                "ORDER BY window_index",
+                [stream, scope, unit, first],
+            ).fetchall()
+        return [dict(json.loads(r[0])) for r in rows]
+
+    def window_state(
+        self, stream: str, scope: str, unit: str, window_index: int, w: int
+    ) -> tuple[dict[str, Any] | None, Spend, Spend]:
+        """In one read: the stored release of a window (or None), the spend of the w-1 windows before it, its own.
+
+        A window's own spend can be non-zero before its statistics are released: the DP
+        bootstrap of bins and domains is charged to the first window.
+        """
+        with self._connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT payload FROM window_releases WHERE stream=? AND scope=? AND unit=? AND window_index=?",
+                [stream, scope, unit, window_index],
+            ).fetchone()
+            previous = _sum_windows(con, stream, scope, unit, window_index - w + 1, window_index - 1)
+            own = _sum_windows(con, stream, scope, unit, window_index, window_index)
+        return (None if row is None else dict(json.loads(row[0]))), previous, own
+
+    def window_spend(self, stream: str, scope: str, unit: str, first: int, last: int) -> Spend:
+        """Summed spend of windows ``first..last`` (inclusive) of one stream/scope/unit."""
+        with self._connect(read_only=True) as con:
+            return _sum_windows(con, stream, scope, unit, first, last)
+
+    def commit_window(
+        self,
+        *,
+        stream: str,
+        scope: str,
+        unit: str,
+        window_index: int,
+        window_start: datetime,
+        window_end: datetime,
+        releases: Sequence[Release],
+        budget: Spend,
+        w: int,
+        payload: dict[str, Any] | None,
+        marginals: Sequence[NoisyMarginalRow] = (),
+        domains: Sequence[DomainRow] = (),
+    ) -> Spend:
+        """Record releases of window ``window_index`` if windows ``window_index-w+1..window_index`` stay within budget.
+
+        With a ``payload`` this is the window's statistics release (at most one per window: it is
+        stored for re-publishing); without one it is a bootstrap release on the window's data
+        (learned bins and domains, given in ``domains``) that precedes the statistics.
+        Atomic: either every row (ledger, payload, marginals, domains) is committed or none is.
+        Raises :class:`BudgetExceeded` (after recording the refusal) when the budget would be
+        exceeded. Returns the spend of the sliding window including these releases.
+        """
+        if w < 1:
+            raise ValueError("w must be at least 1")
+        spend = sum((r.spend for r in releases), Spend())
+        now = datetime.now(UTC)
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                existing = con.execute(
+                    "SELECT count(*) FROM window_releases WHERE stream=? AND scope=? AND unit=? AND window_index=?",
+                    [stream, scope, unit, window_index],
+                ).fetchone()
+                if payload is not None and existing is not None and existing[0]:
+                    raise LedgerError(f"window {window_index} of {stream}/{scope}/{unit} was already released")
+                previous = _sum_windows(con, stream, scope, unit, window_index - w + 1, window_index)
+                after = previous + spend
+                problem = _over_budget(after, budget)
+                if problem:
+                    _refuse(con, stream, scope, unit, window_index, spend, problem, now)
+                    con.execute("COMMIT")
+                    raise BudgetExceeded(stream, scope, unit, window_index, problem)
+                con.executemany(
+                    "INSERT INTO releases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        [
+                            f"{stream}/{scope}/{unit}/{window_index}/{r.query}",
+                            stream,
+                            scope,
+                            unit,
+                            window_index,
+                            window_start,
+                            window_end,
+                            r.query,
+                            r.mechanism,
+                            r.spend.rho,
+                            r.spend.epsilon,
+                            r.spend.delta,
+                            r.sensitivity,
+                            r.noise_std,
+                            now,
+                        ]
+                        for r in releases
+                    ],
+                )
+                if payload is not None:
+                    con.execute(
+                        "INSERT INTO window_releases VALUES (?,?,?,?,?,?)",
+                        [stream, scope, unit, window_index, json.dumps(payload, default=str), now],
+                    )
+                for domain in domains:
+                    _insert_domain(con, stream, domain, now)
+                if marginals:
+                    con.executemany(
+                        "INSERT INTO marginals VALUES (?,?,?,?,?,?,?,?,?)",
+                        [
+                            [
+                                stream,
+                                window_index,
+                                window_start,
+                                window_end,
+                                list(m.query),
+                                m.kind,
+                                list(m.answer),
+                                m.noise_std,
+                                releases[0].mechanism if releases else "",
+                            ]
+                            for m in marginals
+                        ],
+                    )
+                con.execute("COMMIT")
+            except BudgetExceeded:
+                raise
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        return after
+
+    # -- totals for other scopes (model training) -------------------------------------------
+
+    def charge(
+        self,
+        *,
+        stream: str,
+        scope: str,
+        unit: str,
+        releases: Sequence[Release],
+        budget: Spend | None,
+        key: str,
+    ) -> Spend:
+        """Record spend outside the window timeline (e.g. AIM/MST measurements, DP-SGD) against a total budget.
+
+        ``key`` makes the charge idempotent (a retried charge with the same key is not counted
+        twice). Returns the scope's total spend after the charge; raises :class:`BudgetExceeded`
+        when ``budget`` is given and would be exceeded.
+        """
+        now = datetime.now(UTC)
+        spend = sum((r.spend for r in releases), Spend())
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                already = con.execute(
+                    "SELECT count(*) FROM releases WHERE release_id LIKE ?", [f"{stream}/{scope}/{unit}/{key}/%"]
+                ).fetchone()
+                total = _sum_scope(con, stream, scope, unit)
+                if already is not None and already[0]:
+                    con.execute("COMMIT")
+                    return total
+                after = total + spend
+                problem = _over_budget(after, budget) if budget is not None else ""
+                if problem:
+                    _refuse(con, stream, scope, unit, None, spend, problem, now)
+                    con.execute("COMMIT")
+                    raise BudgetExceeded(stream, scope, unit, None, problem)
+                con.executemany(
+                    "INSERT INTO releases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        [
+                            f"{stream}/{scope}/{unit}/{key}/{i}:{r.query}",
+                            stream,
+                            scope,
+                            unit,
+                            None,
+                            None,
+                            None,
+                            r.query,
+                            r.mechanism,
+                            r.spend.rho,
+                            r.spend.epsilon,
+                            r.spend.delta,
+                            r.sensitivity,
+                            r.noise_std,
+                            now,
+                        ]
+                        for i, r in enumerate(releases)
+                    ],
+                )
+                con.execute("COMMIT")
+            except BudgetExceeded:
+                raise
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        return after
+
+    def scope_spend(self, stream: str, scope: str, unit: str) -> Spend:
+        """Lifetime spend of one stream/scope/unit."""
+        with self._connect(read_only=True) as con:
+            return _sum_scope(con, stream, scope, unit)
+
+    # -- DP-SGD history (composed with an RDP/PRV accountant, never reset) -------------------
+
+    def charge_dpsgd(
+        self,
+        *,
+        stream: str,
+        scope: str,
+        unit: str,
+        key: str,
+        noise_multiplier: float,
+        sample_rate: float,
+        steps: int,
+        release: Release,
+    ) -> bool:
+        """Append one DP-SGD fit (its accountant history entry and its ledger row) in one transaction.
+
+        The ``dpsgd_history`` rows are what an accountant composes over the whole life of a
+        stream's models (warm-start retrains and restarts continue it, nothing resets it);
+        ``release`` is the fit's row in ``releases`` (its ε is the increase of the composed
+        total). Idempotent on ``key``: returns ``False`` when that fit was already recorded.
+        The budget check is the caller's (an RDP composition is not a sum of ε).
+        """
+        if steps < 0 or not 0 <= sample_rate <= 1 or noise_multiplier <= 0:
+            raise ValueError("DP-SGD history needs steps >= 0, a sample rate in [0, 1] and a positive noise multiplier")
+        now = datetime.now(UTC)
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                row = con.execute(
+                    "SELECT count(*) FROM dpsgd_history WHERE stream=? AND scope=? AND unit=? AND fit_key=?",
+                    [stream, scope, unit, key],
+                ).fetchone()
+                if row is not None and row[0]:
+                    con.execute("COMMIT")
+                    return False
+                con.execute(
+                    "INSERT INTO dpsgd_history VALUES (?,?,?,?,?,?,?,?)",
+                    [stream, scope, unit, key, float(noise_multiplier), float(sample_rate), int(steps), now],
+                )
+                con.execute(
+                    "INSERT INTO releases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        f"{stream}/{scope}/{unit}/{key}/0:{release.query}",
+                        stream,
+                        scope,
+                        unit,
+                        None,
+                        None,
+                        None,
+                        release.query,
+                        release.mechanism,
+                        release.spend.rho,
+                        release.spend.epsilon,
+                        release.spend.delta,
+                        release.sensitivity,
+                        release.noise_std,
+                        now,
+                    ],
+                )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        return True
+
+    def dpsgd_history(self, stream: str, scope: str, unit: str) -> list[tuple[float, float, int]]:
+        """Every recorded DP-SGD fit of a stream/scope/unit, oldest first: (noise multiplier, sample rate, steps)."""
+        with self._connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT noise_multiplier, sample_rate, steps FROM dpsgd_history WHERE stream=? AND scope=? AND unit=? "
+                "ORDER BY recorded_at, fit_key",
+                [stream, scope, unit],
+            ).fetchall()
+        return [(float(a), float(b), int(c)) for a, b, c in rows]
+
+    # -- domains and marginals (post-processing inputs) -------------------------------------
+
+    def save_domains(self, stream: str, domains: Sequence[DomainRow]) -> int:
+        """Record declared (data-independent) domains not yet recorded; return how many were new."""
+        now = datetime.now(UTC)
+        new = 0
+        with self._connect() as con:
+            known = {r[0] for r in con.execute("SELECT attribute FROM domains WHERE stream=?", [stream]).fetchall()}
+            for domain in domains:
+                if domain.attribute not in known:
+                    _insert_domain(con, stream, domain, now)
+                    new += 1
+        return new
+
+    def domains(self, stream: str) -> dict[str, dict[str, Any]]:
+        """Recorded domains of ``stream``: attribute -> {kind, labels, edges, source}."""
+        with self._connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT attribute, kind, labels, edges, source FROM domains WHERE stream=?", [stream]
+            ).fetchall()
+        return {a: {"kind": k, "labels": lab, "edges": e, "source": s} for a, k, lab, e, s in rows}
+
+    def marginals(self, stream: str, *, last_windows: int | None = None) -> list[dict[str, Any]]:
+        """Noisy marginals of ``stream`` (newest ``last_windows`` windows, or all), oldest window first."""
+        with self._connect(read_only=True) as con:
+            newest = con.execute("SELECT max(window_index) FROM marginals WHERE stream=?", [stream]).fetchone()
+            if newest is None or newest[0] is None:
+                return []
+            first = int(newest[0]) - last_windows + 1 if last_windows is not None else -(2**62)
+            rows = con.execute(
+                "SELECT window_index, window_start, window_end, query, kind, answer, noise_std, mechanism "
+                "FROM marginals WHERE stream=? AND window_index >= ? ORDER BY window_index",
+                [stream, first],
+            ).fetchall()
+        keys = ("window_index", "window_start", "window_end", "query", "kind", "answer", "noise_std", "mechanism")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # -- reports ----------------------------------------------------------------------------
+
+    def summaries(self, w_by_scope: dict[str, int] | None = None) -> list[ScopeSummary]:
+        """Spend per stream/scope/unit: lifetime totals and the newest sliding window of ``w`` windows."""
+        w_by_scope = w_by_scope or {}
+        with self._connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT stream, scope, unit, count(*), count(DISTINCT window_index), sum(rho), sum(epsilon), "
+                "sum(delta), max(window_index) FROM releases GROUP BY stream, scope, unit ORDER BY 1, 2, 3"
+            ).fetchall()
+            refused = dict(
+                ((s, sc, u), n)
+                for s, sc, u, n in con.execute(
+                    "SELECT stream, scope, unit, count(*) FROM refusals GROUP BY 1, 2, 3"
+                ).fetchall()
+            )
+            out = []
+            for stream, scope, unit, n, windows, rho, eps, delta, last in rows:
+                summary = ScopeSummary(
+                    stream,
+                    scope,
+                    unit,
+                    int(n),
+                    int(refused.get((stream, scope, unit), 0)),
+                    int(windows),
+                    Spend(float(rho or 0), float(eps or 0), float(delta or 0)),
+                    None if last is None else int(last),
+                )
+                w = w_by_scope.get(scope)
+                if w is not None and last is not None:
+                    summary.recent = _sum_windows(con, stream, scope, unit, int(last) - w + 1, int(last))
+                else:
+                    summary.recent = summary.total
+                out.append(summary)
+        return out
+
+    def record_refusal(
+        self, stream: str, scope: str, unit: str, window_index: int | None, requested: Spend, reason: str
+    ) -> None:
+        """Record a release refused before it reached :meth:`commit_window` (nothing was left to allocate)."""
+        with self._connect() as con:
+            _refuse(con, stream, scope, unit, window_index, requested, reason, datetime.now(UTC))
+
+    def refusal_count(self, stream: str, scope: str) -> int:
+        """How many releases of ``stream``/``scope`` were refused for budget."""
+        with self._connect(read_only=True) as con:
+            row = con.execute("SELECT count(*) FROM refusals WHERE stream=? AND scope=?", [stream, scope]).fetchone()
+        return int(row[0]) if row else 0
+
+
+def _sum_windows(con: duckdb.DuckDBPyConnection, stream: str, scope: str, unit: str, first: int, last: int) -> Spend:
+    row = con.execute(
+        "SELECT coalesce(sum(rho), 0), coalesce(sum(epsilon), 0), coalesce(sum(delta), 0) FROM releases "
+        "WHERE stream=? AND scope=? AND unit=? AND window_index BETWEEN ? AND ?",
+        [stream, scope, unit, first, last],
+    ).fetchone()
+    assert row is not None
+    return Spend(float(row[0]), float(row[1]), float(row[2]))
+
+
+def _sum_scope(con: duckdb.DuckDBPyConnection, stream: str, scope: str, unit: str) -> Spend:
+    row = con.execute(
+        "SELECT coalesce(sum(rho), 0), coalesce(sum(epsilon), 0), coalesce(sum(delta), 0) FROM releases "
+        "WHERE stream=? AND scope=? AND unit=?",
+        [stream, scope, unit],
+    ).fetchone()
+    assert row is not None
+    return Spend(float(row[0]), float(row[1]), float(row[2]))
+
+
+def _over_budget(after: Spend, budget: Spend | None) -> str:
+    """Why ``after`` exceeds ``budget`` ('' when it does not); a relative slack absorbs float rounding."""
+    if budget is None:
+        return ""
+    problems = []
+    for name in ("rho", "epsilon", "delta"):
+        spent, allowed = getattr(after, name), getattr(budget, name)
+        if spent > allowed * (1 + 1e-9) + 1e-15:
+            problems.append(f"{name} {spent:.6g} > {allowed:.6g}")
+    return "; ".join(problems)
+
+
+def _insert_domain(con: duckdb.DuckDBPyConnection, stream: str, domain: DomainRow, now: datetime) -> None:
+    con.execute(
+        "INSERT INTO domains VALUES (?,?,?,?,?,?,?)",
+        [
+            stream,
+            domain.attribute,
+            domain.kind,
+            list(domain.labels) if domain.labels is not None else None,
+            list(domain.edges) if domain.edges is not None else None,
+            domain.source,
+            now,
+        ],
+    )
+
+
+def _refuse(
+    con: duckdb.DuckDBPyConnection,
+    stream: str,
+    scope: str,
+    unit: str,
+    window_index: int | None,
+    spend: Spend,
+    reason: str,
+    now: datetime,
+) -> None:
+    con.execute(
+        "INSERT INTO refusals VALUES (?,?,?,?,?,?,?,?,?)",
+        [stream, scope, unit, window_index, spend.rho, spend.epsilon, spend.delta, reason, now],
+    )

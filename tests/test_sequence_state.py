@@ -1,0 +1,162 @@
+"""Keyed sequence state and sliding windows: ordering, bounds, eviction counts, observer contract."""
+
+from __future__ import annotations
+
+import pickle
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from synthstream.config import SequenceConfig
+from synthstream.processors.sequences import (
+    EntitySequences,
+    SlidingWindows,
+    event_time_us,
+    sequence_state_from_config,
+    sliding_windows,
+)
+from synthstream.streams.ingest import BatchObserver
+
+T0 = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
+
+
+def _event(entity: object, minutes: int, **extra: object) -> dict[str, object]:
+    return {"card": entity, "ts": T0 + timedelta(minutes=minutes), **extra}
+
+
+def test_events_are_kept_per_entity_in_time_order_even_when_they_arrive_out_of_order() -> None:
+    state = EntitySequences("card", "ts", max_entities=10, max_events_per_entity=10)
+    arrivals = [("a", 5), ("b", 1), ("a", 1), ("a", 9), ("a", 3), ("b", 0)]
+    assert state.process([_event(c, m, n=i) for i, (c, m) in enumerate(arrivals)]) == len(arrivals)
+    seqs = state.sequences()
+    assert [e["ts"] for e in seqs["a"]] == [T0 + timedelta(minutes=m) for m in (1, 3, 5, 9)]
+    assert [e["n"] for e in seqs["b"]] == [5, 1]
+    assert state.counters.out_of_order == 3
+    assert state.counters.accepted == 6 and state.events == 6
+
+
+def test_per_entity_bound_keeps_the_latest_events_and_counts_the_rest() -> None:
+    state = EntitySequences("card", "ts", max_entities=5, max_events_per_entity=4)
+    state.process([_event("a", m) for m in range(10)])
+    state.process([_event("a", -1)])  # older than everything kept: dropped, counted
+    kept = state.sequences()["a"]
+    assert [e["ts"] for e in kept] == [T0 + timedelta(minutes=m) for m in range(6, 10)]
+    assert state.counters.events_dropped == 7
+    state.process([_event("a", 7)])  # late but inside the kept range: inserted, the oldest falls out
+    assert [e["ts"].minute for e in state.sequences()["a"]] == [7, 7, 8, 9]
+    assert state.events == 4
+
+
+def test_skipped_records_are_counted_not_silently_lost() -> None:
+    state = EntitySequences("card", "ts")
+    state.process([{"card": None, "ts": T0}, {"card": "x", "ts": None}, {"card": "x", "ts": "not a time"}, {"ts": T0}])
+    c = state.counters
+    assert (c.records_seen, c.accepted, c.skipped_no_entity, c.skipped_no_time) == (4, 0, 2, 2)
+    assert len(state) == 0
+
+
+def test_period_splits_an_entity_into_calendar_days_and_weeks() -> None:
+    day = EntitySequences("card", "ts", period="day")
+    week = EntitySequences("card", "ts", period="week")
+    events = [_event("a", h * 60) for h in range(0, 24 * 8, 6)]  # every 6 h for 8 days
+    day.process(events)
+    week.process(events)
+    assert len(day) == 8 and all(len(v) == 4 for v in day.sequences().values())
+    assert len(week) == 2 and sorted(len(v) for v in week.sequences().values()) == [4, 28]
+
+
+def test_one_hundred_thousand_keys_stay_under_the_bounds_and_every_eviction_is_counted() -> None:
+    state = EntitySequences("card", "ts", max_entities=2_000, max_events_per_entity=3)
+    tracemalloc.start()
+    try:
+        for chunk in range(10):
+            batch = [{"card": f"card-{k}", "ts": k, "amt": 1.5} for k in range(chunk * 10_000, (chunk + 1) * 10_000)]
+            state.process(batch)
+            assert len(state) <= 2_000
+        # repeat visits to the most recent keys: they stay, older ones are evicted
+        state.process([{"card": f"card-{k}", "ts": 200_000 + k, "amt": 2.0} for k in range(99_000, 100_000)] * 4)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    c = state.counters
+    assert len(state) == 2_000
+    assert state.events <= 2_000 * 3
+    assert c.accepted == 104_000
+    assert c.entities_evicted == 98_000
+    assert c.events_evicted == 98_000  # every evicted entity held exactly one event
+    assert c.events_dropped == 2_000  # 1,000 keys got 1 + 4 events, capped at 3: 2 dropped each
+    assert c.accepted == state.events + c.events_evicted + c.events_dropped  # conservation
+    assert all(len(v) == 3 for k, v in state.sequences().items() if int(str(k)[5:]) >= 99_000)
+    assert peak < 64 * 2**20  # bounded state: far below what 100k keys x 5 events would take
+
+
+def test_least_recently_updated_entity_is_evicted_first() -> None:
+    state = EntitySequences("card", "ts", max_entities=3)
+    state.process([_event("a", 0), _event("b", 1), _event("c", 2), _event("a", 3), _event("d", 4)])
+    assert sorted(state.sequences()) == ["a", "c", "d"]
+
+
+def test_sliding_windows_are_contiguous_bounded_and_counted() -> None:
+    windows = SlidingWindows("ts", length=4, stride=2, max_windows=3)
+    windows.process([{"ts": T0 + timedelta(minutes=m), "v": m} for m in range(12)])
+    windows.process([{"ts": T0, "v": -1}])  # out of order in a single series: dropped, counted
+    got = [[e["v"] for e in w] for w in windows.windows()]
+    assert got == [[4, 5, 6, 7], [6, 7, 8, 9], [8, 9, 10, 11]]
+    c = windows.counters
+    assert (c.windows_emitted, c.windows_evicted, c.out_of_order, c.events_dropped) == (5, 2, 1, 1)
+    assert sliding_windows(list(range(10)), 4, 3) == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC), 1_000_000),
+        (datetime(1970, 1, 1, 0, 0, 1), 1_000_000),
+        ("1970-01-01T00:00:02Z", 2_000_000),
+        (3, 3_000_000),
+        (float("nan"), None),
+        (True, None),
+        ("yesterday", None),
+    ],
+)
+def test_event_time_us_reads_the_usual_time_encodings(value: object, expected: int | None) -> None:
+    assert event_time_us(value) == expected
+
+
+def test_invalid_options_are_refused_with_the_valid_choices() -> None:
+    with pytest.raises(ValueError, match="period must be one of"):
+        EntitySequences("card", "ts", period="month")  # type: ignore[arg-type]  # invalid on purpose
+    with pytest.raises(ValueError, match="max_entities"):
+        EntitySequences("card", "ts", max_entities=0)
+    with pytest.raises(ValueError, match="different"):
+        EntitySequences("ts", "ts")
+    with pytest.raises(ValueError, match="length"):
+        SlidingWindows("ts", length=1, stride=1)
+
+
+async def test_state_is_a_batch_observer_built_from_config_and_pickles() -> None:
+    config = SequenceConfig(
+        enabled=True, entity_field="card", time_field="ts", max_entities=7, max_events_per_entity=5, period="day"
+    )
+    state = sequence_state_from_config(config)
+    assert isinstance(state, EntitySequences) and isinstance(state, BatchObserver)
+    assert (state.max_entities, state.max_events_per_entity, state.period) == (7, 5, "day")
+    await state.observe([_event("a", 1), _event("a", 2)], [])
+    await state.tick()
+    await state.close()
+    assert len(state.snapshot(min_events=2)) == 1
+    assert "max_entities=7" in repr(state)
+    windows = sequence_state_from_config(
+        SequenceConfig(enabled=True, mode="windows", time_field="ts", window_length=3, window_stride=1)
+    )
+    assert isinstance(windows, SlidingWindows) and isinstance(windows, BatchObserver)
+    restored = pickle.loads(pickle.dumps(state.sequences()))
+    assert restored == state.sequences()
+
+
+def test_config_reports_missing_sequence_fields() -> None:
+    with pytest.raises(ValueError, match="entity_field is required"):
+        SequenceConfig(enabled=True, time_field="ts")
+    with pytest.raises(ValueError, match="time_field is required"):
+        SequenceConfig(enabled=True, entity_field="card")
