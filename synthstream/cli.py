@@ -1,4 +1,4 @@
-"""The ``synthstream`` command: demo, broker, run, replay, drain, infer-schema, models.
+"""The ``synthstream`` command: demo, broker, run, replay, drain, infer-schema, models, budget, report.
 
 Every command that talks to Kafka takes ``--bootstrap-servers`` and the TLS/SASL options
 (or ``SYNTHSTREAM_KAFKA_*`` environment variables); ``demo`` and ``broker`` start the
@@ -382,8 +382,9 @@ def models(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
     rollback: Annotated[bool, typer.Option(help="Re-promote the previously promoted version.")] = False,
 ) -> None:
-    """List model versions of a pipeline (and optionally roll back)."""
+    """List model versions of a pipeline with their guarantee and metrics, show training progress, roll back."""
     from synthstream.models.registry import ModelRegistry
+    from synthstream.models.training import read_progress
 
     try:
         pipeline_config = load_pipeline_config(config)
@@ -393,17 +394,35 @@ def models(
             out.print(f"rolled back: version {version.version} is promoted")
     except SynthstreamError as exc:
         raise _fail(exc) from None
+    progress = read_progress(registry.progress_path)
+    if progress is not None:
+        status = progress.get("status") or "training"
+        out.print(
+            f"last fit: v{progress.get('version', '?')} {progress.get('generator', '')} {status} "
+            f"{100 * float(progress.get('fraction', 0.0)):.0f}% ({progress.get('detail', '')})"
+        )
     grid = Table(title=f"models of {pipeline_config.stream}")
-    for column in ("version", "status", "generator", "rows", "seed", "fit s", "created"):
+    for column in ("version", "status", "generator", "rows", "seed", "fit s", "guarantee", "metrics", "created"):
         grid.add_column(column)
     for v in registry.versions():
+        lineage = v.lineage
+        g = lineage.guarantee
+        if not g:
+            guarantee = "empirical only"
+        elif g.get("epsilon") is not None:
+            guarantee = f"({float(g['epsilon']):.3g}, {float(g.get('delta') or 0):.1g})-DP {g.get('mechanism', '')}"
+        else:
+            guarantee = f"DP by post-processing: {g.get('mechanism', '')} windows {g.get('windows', '?')}"
+        metrics = ", ".join(f"{k}={val:.3g}" for k, val in sorted(lineage.metrics.items()))
         grid.add_row(
             str(v.version),
             v.status,
             v.generator,
-            str(v.lineage.rows),
-            str(v.lineage.seed),
-            f"{v.lineage.fit_seconds:.2f}",
+            str(lineage.rows),
+            str(lineage.seed),
+            f"{lineage.fit_seconds:.2f}",
+            guarantee,
+            metrics or "-",
             v.created_at.isoformat(timespec="seconds"),
         )
     out.print(grid)

@@ -6,6 +6,7 @@ problem in one :class:`~synthstream.errors.ConfigError`, not just the first.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -430,15 +431,18 @@ class SequenceModelConfig(_Strict):
     layers: int = Field(default=1, ge=1, le=12, description="GRU layers, or dilated blocks of the TCN.")
     head_units: int = Field(default=32, ge=2, le=1024, description="Units per field in the field-autoregressive head.")
     mixture_components: int = Field(default=4, ge=1, le=64, description="Gaussians per numeric field.")
-    epochs: int = Field(default=30, ge=1, description="Epochs of a cold fit.")
+    epochs: int = Field(default=40, ge=1, description="Epochs of a cold fit.")
     warm_start_epochs: int = Field(default=10, ge=1, description="Epochs of a fit from the previous version.")
     warm_start: bool = Field(default=True, description="Continue from the promoted version's weights when compatible.")
-    batch_size: int = Field(default=16, ge=1, description="Sequences (chunks) per optimiser step.")
-    learning_rate: float = Field(default=3e-3, gt=0, lt=10, description="Adam learning rate (cosine-decayed).")
+    batch_size: int = Field(default=64, ge=1, description="Sequences (chunks) per optimiser step.")
+    learning_rate: float = Field(default=8e-3, gt=0, lt=10, description="Adam learning rate (cosine-decayed).")
     train_length: int = Field(default=168, ge=2, description="Longest chunk of one entity trained on at once.")
     tbptt: int = Field(default=24, ge=1, description="Steps per truncated-backpropagation segment.")
     max_categories: int = Field(default=64, ge=2, description="Categories kept per categorical field.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when available.")
+    threads: int | None = Field(
+        default=1, ge=1, description="torch CPU threads (1 is fastest on small shared machines; None = torch's)."
+    )
 
 
 class SequenceDPConfig(_Strict):
@@ -471,7 +475,9 @@ class SequencePublisherConfig(_Strict):
         description="Record keys <stream>:v<N>:<seq> (as the tabular feed) or <stream>:v<N>:<entity> "
         "(keeps an entity on one partition).",
     )
-    start: str | None = Field(default=None, description="ISO event time of the first entity (default: now).")
+    start: datetime | None = Field(
+        default=None, description="Event time of the first entity, ISO 8601 (default: now; naive = UTC)."
+    )
 
 
 class SequenceConfig(_Strict):
@@ -551,6 +557,9 @@ class NeuralModelConfig(_Strict):
     embedding_cap: int = Field(default=12, ge=2, le=1024, description="Widest column embedding.")
     dropout: float = Field(default=0.0, ge=0, le=0.9, description="Dropout in the heads.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when available.")
+    threads: int | None = Field(
+        default=1, ge=1, description="torch CPU threads (1 is fastest on small shared machines; None = torch's)."
+    )
     dp_batch_size: int = Field(default=1_024, ge=1, description="Expected Poisson batch of DP-SGD.")
     dp_max_grad_norm: float = Field(default=1.0, gt=0, description="Per-record gradient clipping norm (DP-SGD).")
     secure_noise: bool = Field(
@@ -564,9 +573,11 @@ class MarginalModelConfig(_Strict):
     bins: int = Field(default=32, ge=1, le=10_000, description="DP quantile bins per numeric field.")
     degree: int = Field(default=2, ge=1, le=5, description="AIM workload: every degree-way marginal.")
     max_cells: int = Field(default=10_000, ge=1, description="AIM: largest workload marginal (cells).")
-    rounds: int | None = Field(default=None, ge=1, description="AIM rounds (None = 16 x fields, as in the paper).")
+    rounds: int | None = Field(
+        default=None, ge=1, description="AIM rounds (None = 8 x fields; the paper uses 16; at least 2 x fields)."
+    )
     max_model_size: float = Field(default=8.0, gt=0, description="AIM: largest model (MB) at the end of the budget.")
-    round_iters: int = Field(default=300, ge=1, description="AIM: estimation steps per round (warm-started).")
+    round_iters: int = Field(default=200, ge=1, description="AIM: estimation steps per round (warm-started).")
     iters: int = Field(default=1_000, ge=1, description="Estimation steps of the final model.")
     domain_share: float = Field(
         default=0.1, ge=0, lt=1, description="Share of a fit's ρ spent learning undeclared domains with DP."

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from synthstream.config import SequenceConfig, SequenceModelConfig
 from synthstream.errors import ModelError, NotFittedError
 from synthstream.models.base import Generator
 from synthstream.models.registry import Lineage, ModelRegistry
-from synthstream.models.sequence import SequenceGenerator, resolve_device
+from synthstream.models.sequence import SequenceGenerator, fit_sequence_model, resolve_device
 from synthstream.processors.sequences import EntitySequences
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
@@ -210,6 +211,26 @@ def test_fits_from_keyed_state_snapshots(records: list[dict[str, Any]]) -> None:
     model = _model(epochs=2).fit_sequences(state.snapshot(min_events=2), SCHEMA)
     assert model.fit_report_["sequences"] == 30
     assert model.fit_report_["events"] == state.events
+
+
+def test_fit_from_the_pipeline_config_warm_starts_when_compatible(records: list[dict[str, Any]]) -> None:
+    config = SequenceConfig(
+        enabled=True,
+        entity_field="card",
+        time_field="ts",
+        static_fields=["tier"],
+        model=SequenceModelConfig(epochs=2, warm_start_epochs=1, hidden_size=16, head_units=8, batch_size=8),
+    )
+    state = EntitySequences("card", "ts")
+    state.process(records)
+    sequences = state.snapshot(min_events=config.min_events)
+    first, seconds = fit_sequence_model(config, sequences, SCHEMA, seed=1)
+    assert seconds > 0 and first.fit_report_["warm_start"] is False and first.threads == 1
+    second, _ = fit_sequence_model(config, sequences, SCHEMA, seed=2, previous=first)
+    assert second.fit_report_["warm_start"] is True and second.fit_report_["epochs"] == 1
+    other = _model(hidden_size=24, epochs=1).fit(records, SCHEMA)
+    third, _ = fit_sequence_model(config, sequences, SCHEMA, seed=3, previous=other)
+    assert third.fit_report_["warm_start"] is False  # incompatible shape: a cold fit, not an error
 
 
 def test_dp_sgd_records_its_spend(records: list[dict[str, Any]]) -> None:

@@ -26,7 +26,8 @@ START = datetime(2031, 3, 3, 8, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def model() -> SequenceGenerator:
-    generator = SequenceGenerator(entity_field="card", time_field="ts", static_fields=["tier"], epochs=3, **SMALL)
+    options = {**SMALL, "threads": 1}  # small model on a shared 2-core machine: one torch thread is fastest
+    generator = SequenceGenerator(entity_field="card", time_field="ts", static_fields=["tier"], epochs=3, **options)
     return generator.fit(_records(), SCHEMA)
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pickle
 import tracemalloc
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from synthstream.config import SequenceConfig
+from synthstream.connectors.files import read_table, records_from_frame
+from synthstream.connectors.kafka import Producer
+from synthstream.processors.redactor import PassThroughRedactor
 from synthstream.processors.sequences import (
     EntitySequences,
     SlidingWindows,
@@ -16,7 +20,11 @@ from synthstream.processors.sequences import (
     sequence_state_from_config,
     sliding_windows,
 )
+from synthstream.schemas.inference import infer_schema
+from synthstream.settings import KafkaSettings
 from synthstream.streams.ingest import BatchObserver
+from synthstream.streams.pipeline import Pipeline
+from tests.helpers import pipeline_config, shared
 
 T0 = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 
@@ -160,3 +168,33 @@ def test_config_reports_missing_sequence_fields() -> None:
         SequenceConfig(enabled=True, time_field="ts")
     with pytest.raises(ValueError, match="time_field is required"):
         SequenceConfig(enabled=True, entity_field="card")
+
+
+async def test_a_pipeline_with_a_sequence_section_feeds_its_keyed_state(kafka: KafkaSettings, tmp_path: Path) -> None:
+    config = pipeline_config(
+        "seqwire",
+        tmp_path,
+        shared("transactions/fraudTrain_prefix.csv"),
+        sequence={
+            "enabled": True,
+            "entity_field": "cc_num",
+            "time_field": "trans_date_trans_time",
+            "max_entities": 50,
+            "max_events_per_entity": 4,
+        },
+        redaction={"enabled": False},
+    )
+    assert config.source.sample_file is not None
+    frame = read_table(config.source.sample_file, nrows=2_000)
+    schema = infer_schema(frame, name="Txn")
+    pipeline = Pipeline(config, kafka, schema, redactor=PassThroughRedactor(), role="trainer")
+    async with Producer(kafka) as producer:
+        observers = pipeline._build_observers(producer)
+    (state,) = [o for o in observers if isinstance(o, EntitySequences)]
+    assert (state.entity_field, state.max_entities, state.max_events_per_entity) == ("cc_num", 50, 4)
+    records = records_from_frame(frame, schema)
+    await state.observe(records, [])
+    assert len(state) == 50 and state.events <= 200
+    c = state.counters
+    assert c.accepted == len(records) and c.accepted == state.events + c.events_evicted + c.events_dropped
+    assert c.entities_evicted > 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from synthstream.config import TrainingConfig
 from synthstream.connectors.files import read_table, records_from_frame
 from synthstream.connectors.kafka import Producer, ensure_topics
@@ -13,6 +15,7 @@ from synthstream.models.registry import ModelRegistry
 from synthstream.processors.buffer import TrainingBuffer
 from synthstream.schemas.events import EventSerde, ModelLifecycleEvent
 from synthstream.schemas.inference import infer_schema
+from synthstream.schemas.record import FieldRole
 from synthstream.schemas.serde import InMemorySchemaStore
 from synthstream.streams.trainer import RetrainScheduler, training_executor
 from tests.helpers import read_topic
@@ -107,3 +110,201 @@ async def test_fit_runs_in_a_worker_process_while_the_loop_keeps_running(kafka, 
         executor.shutdown()
     assert ticks > 5, "the event loop was blocked while the model trained"
     assert ModelRegistry(tmp_path, "p").current().lineage.rows == 2_000
+
+
+# -- issue 5: generators, progress, DP budgets, warm start, from-the-stream, hot swap ---------------
+
+
+def _scheduler(config, buffer, registry, schema, executor, producer, topic, store, **extra):
+    return RetrainScheduler(
+        config=config,
+        buffer=buffer,
+        registry=registry,
+        schema=schema,
+        executor=executor,
+        producer=producer,
+        models_topic=topic,
+        lifecycle_serde=EventSerde(ModelLifecycleEvent, store),
+        stream="s",
+        **extra,
+    )
+
+
+async def test_neural_fits_report_progress_on_the_models_topic_and_warm_start(kafka, names, tmp_path):
+    schema, records = _records()
+    topic = names.topic("models")
+    await ensure_topics(kafka, [topic])
+    store = InMemorySchemaStore()
+    buffer = TrainingBuffer(5_000)
+    buffer.extend(records[:1_500])
+    registry = ModelRegistry(tmp_path, "s")
+    config = TrainingConfig(
+        generator="neural",
+        min_records=100,
+        neural={"epochs": 6, "warm_start_epochs": 2, "batch_size": 128, "device": "cpu"},
+        seed=3,
+    )
+    async with Producer(kafka) as producer:
+        with ThreadPoolExecutor(1) as executor:
+            scheduler = _scheduler(
+                config, buffer, registry, schema, executor, producer, topic, store, progress_interval_s=0.2
+            )
+            v1 = await scheduler.retrain()
+            buffer.extend(records[1_500:2_000])
+            v2 = await scheduler.retrain()
+    assert v1 is not None and v2 is not None and (v1.version, v2.version) == (1, 2)
+    assert v1.generator == v2.generator == "neural"
+    assert v1.lineage.records_range == (0, 1_500) and v2.lineage.records_range == (0, 2_000)
+    assert v1.lineage.warm_start_from is None and v2.lineage.warm_start_from == 1
+    assert v1.lineage.config["resolved_generator"] == "neural" and v1.lineage.guarantee is None
+    assert "final_loss" in v1.lineage.metrics
+    events = [EventSerde(ModelLifecycleEvent, store).decode(r.value) for r in await read_topic(kafka, topic)]
+    progress = [e for e in events if e.action == "training_progress" and e.model_version == 1]
+    assert progress, [e.action for e in events]
+    fractions = [e.progress for e in progress]
+    assert all(f is not None and 0 <= f <= 1 for f in fractions) and fractions == sorted(fractions)
+    assert all(e.reason and e.reason.startswith(("epoch", "encoded")) for e in progress)
+    actions = [(e.model_version, e.action) for e in events if e.action != "training_progress"]
+    assert actions == [(1, "trained"), (1, "promoted"), (2, "trained"), (2, "promoted")]
+    # The CLI reads the same progress file: the last fit ended trained.
+    from synthstream.models.training import read_progress
+
+    last = read_progress(registry.progress_path)
+    assert last is not None and last["version"] == 2 and last["status"] == "trained" and last["fraction"] == 1.0
+
+
+async def test_a_spent_dp_budget_stops_retraining_with_a_failed_event(kafka, names, tmp_path):
+    from synthstream.privacy.ledger import PrivacyLedger
+
+    schema, records = _records()
+    categorical = [f for f in schema.fields if f.role is FieldRole.CATEGORICAL]
+    topic = names.topic("models")
+    await ensure_topics(kafka, [topic])
+    store = InMemorySchemaStore()
+    buffer = TrainingBuffer(5_000)
+    buffer.extend(records[:1_200])
+    registry = ModelRegistry(tmp_path / "models", "s")
+    ledger = PrivacyLedger(tmp_path / "privacy.duckdb")
+    config = TrainingConfig(
+        generator="neural",
+        min_records=100,
+        every_records=100,
+        privacy={"required": True, "epsilon": 1.0, "delta": 1e-6},
+        neural={"epochs": 1, "dp_batch_size": 400, "device": "cpu", "secure_noise": False},
+        # Declared domains (free): 1,200 rows are too few for a DP threshold at 0.1 ε to keep any label.
+        marginal={"labels": {f.name: sorted({str(r[f.name]) for r in records}) for f in categorical}},
+    )
+    async with Producer(kafka) as producer:
+        with ThreadPoolExecutor(1) as executor:
+            scheduler = _scheduler(config, buffer, registry, schema, executor, producer, topic, store, ledger=ledger)
+            v1 = await scheduler.retrain()
+            assert v1 is not None and v1.lineage.guarantee is not None
+            assert v1.lineage.guarantee["mechanism"] == "dpsgd"
+            assert v1.lineage.guarantee["epsilon"] == pytest.approx(1.0, rel=0.02)
+            buffer.extend(records[1_200:1_500])
+            assert scheduler.due()
+            assert await scheduler.retrain() is None  # the lifetime budget (ε = 1) was spent by v1
+            assert scheduler.exhausted is not None and not scheduler.due()
+            buffer.extend(records[1_500:2_000])
+            assert not scheduler.maybe_start()  # no further attempts until the budget changes
+    events = [EventSerde(ModelLifecycleEvent, store).decode(r.value) for r in await read_topic(kafka, topic)]
+    failed = [e for e in events if e.action == "training_failed"]
+    assert len(failed) == 1 and failed[0].model_version == 2 and "budget" in (failed[0].reason or "")
+    assert [v.version for v in registry.versions()] == [1] and registry.current().version == 1
+    assert ledger.refusal_count("s", "model") == 1
+
+
+async def test_the_stream_model_trains_from_the_ledger_with_no_records(kafka, names, tmp_path):
+    import pandas as pd
+
+    from synthstream.config import StatsConfig
+    from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
+    from tests.helpers import REPO
+    from tests.test_marginal_stream import released
+
+    frame = pd.read_csv(REPO / "synthstream" / "data" / "adult_sample.csv").head(2_000)
+    ledger = released(frame, tmp_path / "privacy.duckdb", windows=2)
+    before = [(s.scope, s.releases, s.total) for s in ledger.summaries()]
+    schema = RecordSchema(
+        fields=(
+            FieldSpec(name="age", type=FieldType.LONG, role=FieldRole.NUMERIC),
+            FieldSpec(name="sex", type=FieldType.STRING, role=FieldRole.CATEGORICAL),
+            FieldSpec(name="income", type=FieldType.STRING, role=FieldRole.CATEGORICAL),
+        )
+    )
+    stats = StatsConfig.model_validate(
+        {"enabled": True, "numeric": {"age": {"bounds": (17, 90)}}, "categorical": {"sex": {}, "income": {}}}
+    )
+    topic = names.topic("models")
+    await ensure_topics(kafka, [topic])
+    buffer = TrainingBuffer(1_000)
+    buffer.extend(frame[["age", "sex", "income"]].to_dict("records")[:300])
+    config = TrainingConfig(generator="auto", min_records=100, privacy={"required": True}, marginal={"iters": 200})
+    async with Producer(kafka) as producer:
+        with ThreadPoolExecutor(1) as executor:
+            scheduler = _scheduler(
+                config,
+                buffer,
+                ModelRegistry(tmp_path / "models", "adult"),
+                schema,
+                executor,
+                producer,
+                topic,
+                InMemorySchemaStore(),
+                ledger=ledger,
+                stats=stats,
+            )
+            scheduler.stream = "adult"
+            version = await scheduler.retrain()
+    assert version is not None and version.generator == "aim_stream"
+    assert version.lineage.rows == 0 and version.lineage.records_range is None  # it never saw a record
+    assert version.lineage.windows == (0, 1)
+    assert version.lineage.guarantee is not None and version.lineage.guarantee["extra_cost"] == 0.0
+    assert [(s.scope, s.releases, s.total) for s in ledger.summaries()] == before
+
+
+async def test_hot_swap_under_load_loses_no_records(kafka, names, tmp_path):
+    from synthstream.config import PublisherConfig
+    from synthstream.models.copula import GaussianCopulaGenerator
+    from synthstream.models.registry import Lineage
+    from synthstream.schemas.serde import JsonRecordSerde
+    from synthstream.streams.publisher import HEADER_MODEL_VERSION, SyntheticPublisher
+
+    schema, records = _records()
+    registry = ModelRegistry(tmp_path, "s")
+
+    def register(seed: int) -> int:
+        model = GaussianCopulaGenerator(seed=seed).fit(records[:1_000], schema)
+        lineage = Lineage(rows=1_000, schema_fingerprint=schema.fingerprint(), seed=seed, fit_seconds=0.0)
+        return registry.register(model, lineage=lineage).version
+
+    registry.promote(register(1))
+    topic = names.topic("synthetic")
+    await ensure_topics(kafka, [topic])
+    serde = JsonRecordSerde(schema)
+    total = 12_000
+    async with Producer(kafka) as producer:
+        publisher = SyntheticPublisher(
+            registry=registry,
+            producer=producer,
+            topic=topic,
+            encode_many=lambda rows: [serde.encode(r) for r in rows],
+            config=PublisherConfig(rate=0, batch_size=500, format="json", max_records=total),
+            stream="s",
+        )
+        task = asyncio.create_task(publisher.run(asyncio.Event()))
+        while publisher.published < 3_000:  # noqa: ASYNC110 - the publisher has no event for its count
+            await asyncio.sleep(0.005)
+        registry.promote(register(2))  # promoted while the feed runs flat out
+        await task
+    assert publisher.versions_used == [1, 2]
+    published = await read_topic(kafka, topic)
+    assert len(published) == total
+    keys = [r.key.decode() for r in published]
+    assert len(set(keys)) == total
+    by_version: dict[bytes, list[int]] = {}
+    for r in published:
+        by_version.setdefault(dict(r.headers)[HEADER_MODEL_VERSION], []).append(int(r.key.decode().rsplit(":", 1)[1]))
+    assert set(by_version) == {b"1", b"2"}
+    for seqs in by_version.values():
+        assert sorted(seqs) == list(range(len(seqs)))  # every sequence number of each version, no gap

@@ -236,6 +236,28 @@ def _stable_singling_out() -> Iterator[None]:
         module.univariate_singling_out_queries, module._random_queries = originals
 
 
+@contextlib.contextmanager
+def _seeded_linkability_baseline(seed: int) -> Iterator[None]:
+    """Seed anonymeter's random-guess linkability baseline (it draws from an unseeded ``default_rng()``).
+
+    The baseline does not enter the risk, but it decides the "no better than random guessing"
+    caveat: unseeded, the same audit reported it on one run and not the next.
+    """
+    from anonymeter.evaluators import linkability_evaluator as module
+
+    original = module._random_links
+    rng = np.random.default_rng(seed)
+
+    def seeded(n_synthetic: int, n_attacks: int, n_neighbors: int) -> Any:
+        return np.array([rng.choice(n_synthetic, size=n_neighbors, replace=False) for _ in range(n_attacks)])
+
+    module._random_links = seeded
+    try:
+        yield
+    finally:
+        module._random_links = original
+
+
 def _not_built(name: str, attack: str, requested: int, why: str) -> AttackRisk:
     return AttackRisk(
         name=name,
@@ -335,7 +357,7 @@ def linkability_risk(
         return _not_built(name, "linkability", n_attacks, "no records to attack")
     first, second = list(aux_cols[0]), list(aux_cols[1])
     try:
-        with _numpy_global_seed(seed), _captured() as notes:
+        with _numpy_global_seed(seed), _seeded_linkability_baseline(seed), _captured() as notes:
             evaluator = LinkabilityEvaluator(
                 ori=ori,
                 syn=syn,

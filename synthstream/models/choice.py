@@ -131,10 +131,13 @@ def generator_options(
             "embedding_cap": neural.embedding_cap,
             "dropout": neural.dropout,
             "device": neural.device,
+            "threads": neural.threads,
             "dp": dp,
             "dp_batch_size": neural.dp_batch_size,
             "dp_max_grad_norm": neural.dp_max_grad_norm,
             "secure_noise": neural.secure_noise,
+            "bounds": dict(marginal.bounds),
+            "labels": dict(marginal.labels),
         }
     common = {
         "dp": dp,
@@ -159,5 +162,10 @@ def generator_options(
     if choice.name == "aim_stream":
         if ledger_path is None:
             raise ConfigError(["aim_stream reads the privacy ledger: give the scheduler the pipeline's ledger"])
-        return {"ledger_path": ledger_path, "stream": stream, "last_windows": marginal.last_windows, "iters": marginal.iters}
+        return {
+            "ledger_path": ledger_path,
+            "stream": stream,
+            "last_windows": marginal.last_windows,
+            "iters": marginal.iters,
+        }
     return {}

@@ -24,6 +24,7 @@ Errors name fields, never values.
 
 from __future__ import annotations
 
+import itertools
 import math
 import string
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from synthstream.errors import ModelError
-from synthstream.processors.windows import NULL, OTHER, Attribute
+from synthstream.processors.windows import Attribute
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
 __all__ = [
@@ -171,7 +172,7 @@ class LabelCodec:
             values.append(None)
         if attribute.nullable:
             values.append(None)
-        self._values = np.asarray(values + [None], dtype=object)[: self.size]
+        self._values = np.asarray([*values, None], dtype=object)[: self.size]
 
     def __repr__(self) -> str:
         return f"LabelCodec(name={self.name!r}, size={self.size})"
@@ -365,12 +366,7 @@ class QuantileCodec:
         # Token t holds ranks [bounds[t], bounds[t+1]); ties never straddle two bins.
         cuts = np.unique(np.searchsorted(present, np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]), "left"))
         bounds = np.unique(np.concatenate([[0], cuts[(cuts > 0) & (cuts < present.size)], [present.size]]))
-        grid = np.stack(
-            [
-                np.quantile(present[a:b], np.linspace(0, 1, points))
-                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-            ]
-        )
+        grid = np.stack([np.quantile(present[a:b], np.linspace(0, 1, points)) for a, b in itertools.pairwise(bounds)])
         return cls(spec, grid, bool(np.isnan(values).any()))
 
     def encode(self, column: pd.Series) -> IntArray:
@@ -453,8 +449,7 @@ class SideFields:
                 seconds = rng.integers(946_684_800, 1_893_456_000, size=n)
                 out[spec.name] = [_EPOCH + timedelta(seconds=int(s)) for s in seconds.tolist()]
             else:
-                out[spec.name] = rng.random(n) < 0.5
-                out[spec.name] = list(map(bool, out[spec.name]))
+                out[spec.name] = [bool(v) for v in (rng.random(n) < 0.5).tolist()]
         return out
 
 

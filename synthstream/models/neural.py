@@ -37,11 +37,13 @@ CUDA is used when ``torch.cuda.is_available()`` unless ``device="cpu"``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -50,8 +52,8 @@ import torch
 
 from synthstream.errors import ModelError, NotFittedError
 from synthstream.log import get_logger
-from synthstream.models.dp_budget import DPContext, ModelAccountant, calibrate_noise
-from synthstream.models.dp_domain import DomainPlan, learn_attributes, ledger_attributes
+from synthstream.models.dp_budget import DPContext, ModelAccountant
+from synthstream.models.dp_domain import DomainPlan, check_domains, learn_attributes, ledger_attributes
 from synthstream.models.encoding import (
     ColumnCodec,
     SideFields,
@@ -63,7 +65,7 @@ from synthstream.models.encoding import (
 )
 from synthstream.models.neural_nn import ColumnAR
 from synthstream.privacy.accounting import Spend
-from synthstream.privacy.ledger import Release
+from synthstream.privacy.ledger import BudgetExceeded, Release
 from synthstream.schemas.record import RecordSchema
 
 __all__ = ["MEASURED", "NeuralGenerator", "Progress"]
@@ -125,6 +127,9 @@ class NeuralGenerator:
         dp_bins: int = 32,
         dp_domain_share: float = 0.1,
         secure_noise: bool = True,
+        threads: int | None = 1,
+        bounds: Mapping[str, tuple[float, float]] | None = None,
+        labels: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.seed = _check_int("seed", seed, 0, 2**63 - 1)
         self.epochs = _check_int("epochs", epochs, 1, 100_000)
@@ -147,6 +152,9 @@ class NeuralGenerator:
         self.dp_bins = _check_int("dp_bins", dp_bins, 1, 10_000)
         self.dp_domain_share = _check_float("dp_domain_share", dp_domain_share, 0.0, 0.9)
         self.secure_noise = bool(secure_noise)
+        self.threads = None if threads is None else _check_int("threads", threads, 1, 1024)
+        self.bounds = dict(bounds or {})
+        self.labels = {k: list(v) for k, v in (labels or {}).items()}
         self._schema: RecordSchema | None = None
         self._codecs: list[ColumnCodec] = []
         self._side: SideFields | None = None
@@ -235,7 +243,7 @@ class NeuralGenerator:
         device = self._torch_device()
         epochs = self.warm_start_epochs if warm_start is not None else self.epochs
         report(0.0, "encoded")
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with _threads(self.threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             net = self._build_net([c.size for c in codecs])
             if warm_start is not None:
@@ -272,17 +280,29 @@ class NeuralGenerator:
     def _dp_codecs(self, frame: pd.DataFrame, fields: Sequence[Any]) -> tuple[list[ColumnCodec], list[Release]]:
         """DP token domains: the stream's released ones when the ledger has them all, else learned (charged)."""
         assert self.dp is not None
-        ledger = self.dp.ledger()
+        context = self.dp
+        if self._fit_target() <= 0:  # refuse before learning anything from the data
+            detail = f"the model budget epsilon={context.epsilon:g} is spent"
+            context.ledger().record_refusal(context.stream, context.scope, context.unit, None, Spend(), detail)
+            raise BudgetExceeded(context.stream, context.scope, context.unit, None, detail)
+        ledger = context.ledger()
         recorded = ledger.domains(self.dp.stream)
         if all(f.name in recorded for f in fields):
             attributes, points = ledger_attributes(ledger, self.dp.stream, fields)
-            return [codec_from_attribute(f, a, points.get(f.name, ())) for f, a in zip(fields, attributes, strict=True)], []
+            return [
+                codec_from_attribute(f, a, points.get(f.name, ())) for f, a in zip(fields, attributes, strict=True)
+            ], []
         target = self._fit_target()
         domain_rho = _rho_for(target * self.dp_domain_share, self.dp.delta)
-        plan = DomainPlan(fields, bins=self.dp_bins, max_categories=self.max_categories)
+        plan = DomainPlan(
+            fields, bins=self.dp_bins, bounds=self.bounds, labels=self.labels, max_categories=self.max_categories
+        )
         domain_delta = self.dp.delta / 100 if plan.learned else 0.0
         attributes, points, releases = learn_attributes(frame, plan, rho=domain_rho, delta=domain_delta)
-        return [codec_from_attribute(f, a, points.get(f.name, ())) for f, a in zip(fields, attributes, strict=True)], releases
+        check_domains(fields, attributes)
+        return [
+            codec_from_attribute(f, a, points.get(f.name, ())) for f, a in zip(fields, attributes, strict=True)
+        ], releases
 
     def _fit_target(self) -> float:
         """The ε this fit may add, given the stream's history (capped by what is left)."""
@@ -298,7 +318,7 @@ class NeuralGenerator:
     ) -> list[dict[str, float]]:
         n = tokens.shape[0]
         steps = epochs * math.ceil(n / self.batch_size)
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate, foreach=True)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=self.learning_rate, total_steps=max(steps, 1), pct_start=0.1
         )
@@ -333,11 +353,11 @@ class NeuralGenerator:
         from opacus import PrivacyEngine
         from torch.utils.data import DataLoader, TensorDataset
 
-        from synthstream.privacy.ledger import BudgetExceeded
-
         assert self.dp is not None
         context = self.dp
         accountant = context.accountant()
+        if accountant.ledger.key_spend(context.stream, context.scope, context.unit, context.key) is not None:
+            raise ModelError(f"DP-SGD fit key {context.key!r} was already charged: give the retry a new key")
         n = tokens.shape[0]
         sample_rate = min(1.0, self.dp_batch_size / n)
         steps = max(1, round(epochs / sample_rate))
@@ -352,9 +372,15 @@ class NeuralGenerator:
             raise BudgetExceeded(context.stream, context.scope, context.unit, None, detail) from None
         noise = torch.Generator(device=tokens.device)
         noise.manual_seed(int.from_bytes(os.urandom(8), "little") if self.secure_noise else self.seed + 1)
-        loader = DataLoader(TensorDataset(tokens), batch_size=self.dp_batch_size, generator=generator)
+        # Poisson sampling draws on the CPU (DataLoader samplers need a CPU generator); batches move to the device.
+        device = tokens.device
+        sampler = torch.Generator().manual_seed(self.seed) if device.type != "cpu" else generator
+        loader = DataLoader(TensorDataset(tokens.cpu()), batch_size=self.dp_batch_size, generator=sampler)
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
-        engine = PrivacyEngine(accountant="rdp")
+        with warnings.catch_warnings():
+            # opacus warns that its own CSPRNG is off: the noise comes from `noise`, seeded from the OS above.
+            warnings.filterwarnings("ignore", message="Secure RNG turned off")
+            engine = PrivacyEngine(accountant="rdp")
         model, optimizer, loader = engine.make_private(
             module=net,
             optimizer=optimizer,
@@ -376,8 +402,11 @@ class NeuralGenerator:
                     break
                 optimizer.zero_grad(set_to_none=True)
                 if batch.shape[0] > 0:
-                    loss = model(batch).mean()
-                    loss.backward()
+                    loss = model(batch.to(device, non_blocking=True)).mean()
+                    with warnings.catch_warnings():
+                        # Token indices never require gradients; opacus' hooks fire on the weights all the same.
+                        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                        loss.backward()
                     total += float(loss.detach()) * batch.shape[0]
                     count += batch.shape[0]
                 optimizer.step()  # an empty Poisson batch still releases noise: it is a step
@@ -387,7 +416,9 @@ class NeuralGenerator:
             epoch += 1
             history.append({"epoch": float(epoch), "loss": total / max(count, 1)})
         model.remove_hooks()
-        after = accountant.refresh().epsilon(context.delta, extra_rho=domain_rho, extra_delta=domain_delta, extra_sgd=[(sigma, sample_rate, done)])
+        after = accountant.refresh().epsilon(
+            context.delta, extra_rho=domain_rho, extra_delta=domain_delta, extra_sgd=[(sigma, sample_rate, done)]
+        )
         ledger = accountant.ledger
         if domain_releases:
             ledger.charge(
@@ -453,9 +484,13 @@ class NeuralGenerator:
         net, device = self._sampling_net()
         generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
         parts = []
-        for start in range(0, n, _SAMPLE_CHUNK):
-            size = min(_SAMPLE_CHUNK, n - start)
-            parts.append(net.sample(size, generator, device).cpu().numpy() if self._codecs else np.zeros((size, 0), np.int64))
+        with _threads(self.threads):
+            for start in range(0, n, _SAMPLE_CHUNK):
+                size = min(_SAMPLE_CHUNK, n - start)
+                chunk = (
+                    net.sample(size, generator, device).cpu().numpy() if self._codecs else np.zeros((size, 0), np.int64)
+                )
+                parts.append(chunk)
         tokens = np.concatenate(parts) if parts else np.zeros((0, len(self._codecs)), dtype=np.int64)
         decoded = {codec.name: codec.decode(tokens[:, j], rng) for j, codec in enumerate(self._codecs)}
         decoded.update(self._side.sample(n, rng))
@@ -488,6 +523,25 @@ class NeuralGenerator:
             net = self._build_net(stored["sizes"])
             net.load_state_dict(stored["state"])
             self._net = net.eval()
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads, restoring the process setting afterwards.
+
+    One thread is the default: on the 2-core CI machine, shared with ingest and other work, a
+    training step took 21 ms with one thread and 127 ms with two (OpenMP threads spin-waiting
+    for a busy core); sampling speed was the same.
+    """
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _rho_for(epsilon: float, delta: float) -> float:

@@ -36,9 +36,7 @@ class ColumnAR(nn.Module):
         dropout: dropout after each hidden layer (training only).
     """
 
-    def __init__(
-        self, sizes: Sequence[int], *, hidden: int, layers: int, embedding_cap: int, dropout: float
-    ) -> None:
+    def __init__(self, sizes: Sequence[int], *, hidden: int, layers: int, embedding_cap: int, dropout: float) -> None:
         super().__init__()
         self.sizes = [int(s) for s in sizes]
         dims = [embedding_dim(s, embedding_cap) for s in self.sizes]

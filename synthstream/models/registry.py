@@ -138,7 +138,7 @@ class ModelRegistry:
                     raise ModelError(f"version {version} of {self.stream!r} was not reserved or is already registered")
             artifact = folder / _ARTIFACT
             _atomic_write(artifact, payload)
-            version = ModelVersion(
+            registered = ModelVersion(
                 stream=self.stream,
                 version=number,
                 generator=model.name,
@@ -146,9 +146,9 @@ class ModelRegistry:
                 lineage=lineage,
                 artifact=artifact,
             )
-            self._save(version)
+            self._save(registered)
             self._cache[number] = model
-            return version
+            return registered
 
     def promote(self, version: int) -> ModelVersion:
         """Make ``version`` the promoted one; the previously promoted version is retired."""

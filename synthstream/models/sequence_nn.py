@@ -22,14 +22,15 @@ and back live in :mod:`synthstream.models.sequence`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 - the conventional torch alias
 
-__all__ = ["TIME_FEATURES", "FieldLayout", "SequenceNet"]
+__all__ = ["TIME_FEATURES", "FieldLayout", "SequenceNet", "gru_state_names"]
 
 TIME_FEATURES = 6  # sin/cos of hour-of-day, day-of-week and day-of-year
 Backbone = Literal["gru", "tcn"]
@@ -81,28 +82,6 @@ def _mixture_sample(params: Tensor, generator: torch.Generator | None) -> Tensor
     sigma = torch.exp(log_scale.clamp(min=_MIN_LOG_SCALE).gather(-1, component).squeeze(-1))
     noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + sigma * noise
-
-
-class _Constants(nn.Module):
-    """A module whose constant tensors (masks, index maps) follow ``.to(device)`` without being buffers.
-
-    Opacus refuses trainable layers that hold buffers (their state would not be private);
-    masks and index maps are not data-dependent state, so they live here as plain tensors
-    that :meth:`_apply` moves along with the parameters. They are rebuilt from the layout
-    on construction, so they are not in the state dict either.
-    """
-
-    def _constant(self, name: str, value: Tensor) -> None:
-        names: list[str] = self.__dict__.setdefault("_constant_names", [])
-        if name not in names:
-            names.append(name)
-        object.__setattr__(self, name, value)
-
-    def _apply(self, fn: Any, recurse: bool = True) -> Any:
-        result = super()._apply(fn, recurse)
-        for name in self.__dict__.get("_constant_names", []):
-            object.__setattr__(self, name, fn(getattr(self, name)))
-        return result
 
 
 class _GruBackbone(nn.Module):
@@ -190,133 +169,139 @@ class _TcnBackbone(nn.Module):
         return hidden[:, -1], window
 
 
-class _FieldHead(_Constants):
-    """Per-field MLPs batched as masked linear layers (MADE over field blocks).
+class _FieldHead(nn.Module):
+    """One small MLP per field, each seeing the context and the encoded fields before it (MADE-style order).
 
-    Hidden group ``j`` sees the context and the encoded fields before ``j``; output block
-    ``j`` sees hidden group ``j`` only.
+    Built from plain linear layers only, so opacus computes per-sample gradients for DP-SGD
+    with its native linear-layer rule.
     """
 
-    x_mask: Tensor
     out_keep: Tensor
 
     def __init__(self, fields: list[FieldLayout], context_dim: int, units: int, components: int) -> None:
         super().__init__()
         self.fields = fields
         self.units = units
-        self.components = components
         in_dims = [f.in_dim for f in fields]
         out_dims = [f.out_dim(components) for f in fields]
         self.in_start = [sum(in_dims[:j]) for j in range(len(fields))]
         self.out_start = [sum(out_dims[:j]) for j in range(len(fields))]
         self.in_dims, self.out_dims = in_dims, out_dims
-        n_in, n_hidden = sum(in_dims), units * len(fields)
-        self.context = nn.Linear(context_dim, n_hidden)
-        self.x_weight = nn.Parameter(torch.empty(n_hidden, max(n_in, 1)))
-        self.n_fields = len(fields)
-        self.mid = nn.Parameter(torch.empty(len(fields), units, units))  # block-diagonal: one block per field
-        self.mid_bias = nn.Parameter(torch.zeros(len(fields), units))
-        widest = max(out_dims, default=1)
-        self.out_weight = nn.Parameter(torch.empty(len(fields), widest, units))  # per field, padded
-        self.out_bias = nn.Parameter(torch.zeros(len(fields), widest))
-        x_mask = torch.zeros(n_hidden, max(n_in, 1))
-        for j in range(len(fields)):
-            x_mask[j * units : (j + 1) * units, : self.in_start[j]] = 1.0
-        self._constant("x_mask", x_mask)
-        # where each field's real outputs sit in the padded (field, widest) grid, flattened
-        keep = [j * widest + k for j in range(len(fields)) for k in range(out_dims[j])]
-        self._constant("out_keep", torch.tensor(keep, dtype=torch.long))
-        bound = 1.0 / math.sqrt(max(n_in, 1))
-        nn.init.uniform_(self.x_weight, -bound, bound)
-        nn.init.uniform_(self.mid, -1.0 / math.sqrt(units), 1.0 / math.sqrt(units))
-        nn.init.uniform_(self.out_weight, -1.0 / math.sqrt(units), 1.0 / math.sqrt(units))
+        self.context = nn.Linear(context_dim, units * len(fields))
+        # field 0 sees only the context; field j > 0 also sees fields 0..j-1 (self.inputs[j - 1])
+        self.inputs = nn.ModuleList(nn.Linear(start, units, bias=False) for start in self.in_start[1:])
+        self.mid = nn.ModuleList(nn.Linear(units, units) for _ in fields)
+        self.out = nn.ModuleList(nn.Linear(units, width) for width in out_dims)
+        self.widest = max(out_dims, default=1)
+        keep = [j * self.widest + k for j in range(len(fields)) for k in range(out_dims[j])]
+        self.register_buffer("out_keep", torch.tensor(keep, dtype=torch.long))
+        #: Dense path (one batched matmul per layer) for plain training and sampling; DP-SGD
+        #: calls each linear layer as a module so opacus sees its activations.
+        self.dense = True
+
+    def _field(self, j: int, context_part: Tensor, x: Tensor) -> Tensor:
+        pre = context_part[..., j * self.units : (j + 1) * self.units]
+        if j > 0:
+            earlier: nn.Module = self.inputs[j - 1]
+            pre = pre + earlier(x[..., : self.in_start[j]])
+        mid: nn.Module = self.mid[j]
+        out: nn.Module = self.out[j]
+        hidden = torch.relu(pre)
+        hidden = torch.relu(mid(hidden)) + hidden
+        result: Tensor = out(hidden)
+        return result
 
     def forward(self, context: Tensor, x: Tensor) -> Tensor:
         """Output parameters (..., n_out) given the context and the (teacher-forced) event."""
-        hidden = torch.relu(self.context(context) + F.linear(x, self.x_weight * self.x_mask))
-        groups = hidden.reshape(*hidden.shape[:-1], self.n_fields, self.units)
-        groups = torch.relu(torch.einsum("...fm,fnm->...fn", groups, self.mid) + self.mid_bias) + groups
-        padded = torch.einsum("...fm,fkm->...fk", groups, self.out_weight) + self.out_bias
+        if self.dense:
+            return self._forward_dense(context, x)
+        context_part = self.context(context)
+        return torch.cat([self._field(j, context_part, x) for j in range(len(self.fields))], dim=-1)
+
+    def _forward_dense(self, context: Tensor, x: Tensor) -> Tensor:
+        """The same maths as the per-field loop, with the field weights stacked into a few batched ops."""
+        n_fields, units, width = len(self.fields), self.units, x.shape[-1]
+        blocks = [x.new_zeros((units, width))]
+        blocks += [F.pad(layer.weight, (0, width - layer.weight.shape[1])) for layer in self._linears(self.inputs)]
+        hidden = torch.relu(self.context(context) + x @ torch.cat(blocks, dim=0).T)
+        groups = hidden.reshape(*hidden.shape[:-1], n_fields, units)
+        mids = self._linears(self.mid)
+        w_mid = torch.stack([layer.weight for layer in mids])
+        b_mid = torch.stack([layer.bias for layer in mids])
+        groups = torch.relu(torch.einsum("...fm,fnm->...fn", groups, w_mid) + b_mid) + groups
+        outs = self._linears(self.out)
+        pad = [self.widest - layer.weight.shape[0] for layer in outs]
+        w_out = torch.stack([F.pad(layer.weight, (0, 0, 0, p)) for layer, p in zip(outs, pad, strict=True)])
+        b_out = torch.stack([F.pad(layer.bias, (0, p)) for layer, p in zip(outs, pad, strict=True)])
+        padded = torch.einsum("...fm,fkm->...fk", groups, w_out) + b_out
         out: Tensor = padded.flatten(-2)[..., self.out_keep]
         return out
 
+    @staticmethod
+    def _linears(layers: nn.ModuleList) -> list[nn.Linear]:
+        return [layer for layer in layers if isinstance(layer, nn.Linear)]
+
     def field_output(self, j: int, context_part: Tensor, x: Tensor) -> Tensor:
         """Output block of field ``j`` only (sampling): ``context_part`` is ``self.context(context)``."""
-        rows = slice(j * self.units, (j + 1) * self.units)
-        cols = self.in_start[j]
-        pre = context_part[:, rows]
-        if cols:
-            pre = pre + x[:, :cols] @ self.x_weight[rows, :cols].T
-        hidden = torch.relu(pre)
-        hidden = torch.relu(hidden @ self.mid[j].T + self.mid_bias[j]) + hidden
-        width = self.out_dims[j]
-        result: Tensor = hidden @ self.out_weight[j, :width].T + self.out_bias[j, :width]
-        return result
+        return self._field(j, context_part, x)
 
 
-class _Carry(_Constants):
+class _Carry(nn.Module):
     """Learned direct paths from the previous event to the current event's output parameters.
 
-    Per numeric field a gain adds the previous normal score to every mixture mean (a smooth
-    series like air pressure is then "previous value plus a small change"); per nullable
-    field a weight adds the previous missing flag to the missing logit (sensor outages come
-    in blocks); per categorical field a weight adds the previous one-hot to the logits
-    (wind direction persists). Measured on Beijing air quality, these paths were what made
-    step-to-step roughness and category persistence match the real series.
+    Per field a linear map from its previous encoding to its output block, initialised so
+    that each numeric field's mixture means start at the previous normal score (a smooth
+    series like air pressure is then "previous value plus a small change"), while missing
+    logits (sensor outages come in blocks) and category logits (wind direction persists,
+    a learned transition matrix) start at zero. Measured on Beijing air quality, these
+    paths were what made step-to-step roughness and category persistence match.
     """
 
-    rows: Tensor
-    cols: Tensor
-    which: Tensor
-
-    def __init__(self, fields: list[FieldLayout], in_start: list[int], out_start: list[int], components: int) -> None:
+    def __init__(self, fields: list[FieldLayout], components: int) -> None:
         super().__init__()
-        rows: list[int] = []
-        cols: list[int] = []
-        which: list[int] = []
-        init: list[float] = []
-        n_params = 0
-        for j, field in enumerate(fields):
-            if field.kind == "numeric":
-                offset = 1 if field.nullable else 0
-                for k in range(components):
-                    rows.append(in_start[j])
-                    cols.append(out_start[j] + offset + components + k)
-                    which.append(n_params)
-                init.append(1.0)
-                n_params += 1
-                if field.nullable:
-                    rows.append(in_start[j] + 1)
-                    cols.append(out_start[j])
-                    which.append(n_params)
-                    init.append(0.0)
-                    n_params += 1
-            else:
-                for c in range(field.n_categories):
-                    rows.append(in_start[j] + c)
-                    cols.append(out_start[j] + c)
-                    which.append(n_params)
-                init.append(0.0)
-                n_params += 1
-        self.weight = nn.Parameter(torch.tensor(init, dtype=torch.float32).reshape(-1))
-        self._constant("rows", torch.tensor(rows, dtype=torch.long))
-        self._constant("cols", torch.tensor(cols, dtype=torch.long))
-        self._constant("which", torch.tensor(which, dtype=torch.long))
-        self.x_dim = sum(f.in_dim for f in fields)
-        self.out_dim = out_start[-1] + fields[-1].out_dim(components) if fields else 0
-
-    def matrix(self) -> Tensor:
-        """The (x_dim, out_dim) map from the previous event to output parameters."""
-        dense = self.weight.new_zeros((max(self.x_dim, 1), max(self.out_dim, 1)))
-        return dense.index_put((self.rows, self.cols), self.weight[self.which])
+        self.in_dims = [f.in_dim for f in fields]
+        maps = [nn.Linear(f.in_dim, f.out_dim(components), bias=False) for f in fields]
+        with torch.no_grad():
+            for field, linear in zip(fields, maps, strict=True):
+                linear.weight.zero_()
+                if field.kind == "numeric":
+                    offset = 1 if field.nullable else 0
+                    linear.weight[offset + components : offset + 2 * components, 0] = 1.0
+        self.maps = nn.ModuleList(maps)
 
     def forward(self, x_prev: Tensor) -> Tensor:
         """Additive contribution (..., out_dim) of the previous event."""
-        result: Tensor = x_prev @ self.matrix()[: self.x_dim, : self.out_dim]
-        return result
+        parts = []
+        start = 0
+        for width, linear in zip(self.in_dims, self.maps, strict=True):
+            parts.append(linear(x_prev[..., start : start + width]))
+            start += width
+        return torch.cat(parts, dim=-1)
 
 
-class SequenceNet(_Constants):
+_GRU_PLAIN = re.compile(r"^(?P<base>.*rnn\.)(?P<kind>weight|bias)_(?P<gate>ih|hh)_(?P<layer>l\d+)$")
+_GRU_DP = re.compile(r"^(?P<base>.*rnn\.)(?P<layer>l\d+)\.(?P<gate>ih|hh)\.(?P<kind>weight|bias)$")
+
+
+def gru_state_names(state: dict[str, Tensor], *, to_dp: bool) -> dict[str, Tensor]:
+    """Rename GRU weights between ``nn.GRU`` (``rnn.weight_ih_l0``) and opacus' DPGRU (``rnn.l0.ih.weight``).
+
+    >>> sorted(gru_state_names({"b.rnn.weight_ih_l0": torch.zeros(1), "x": torch.zeros(1)}, to_dp=True))
+    ['b.rnn.l0.ih.weight', 'x']
+    >>> sorted(gru_state_names({"b.rnn.l1.hh.bias": torch.zeros(1)}, to_dp=False))
+    ['b.rnn.bias_hh_l1']
+    """
+    pattern, template = (
+        (_GRU_PLAIN, "{base}{layer}.{gate}.{kind}") if to_dp else (_GRU_DP, "{base}{kind}_{gate}_{layer}")
+    )
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        match = pattern.match(key)
+        out[template.format(**match.groupdict()) if match else key] = value
+    return out
+
+
+class SequenceNet(nn.Module):
     """Backbone + field-autoregressive head + delta head (see the module docstring)."""
 
     mix_index: Tensor
@@ -347,7 +332,8 @@ class SequenceNet(_Constants):
         else:
             self.backbone = _TcnBackbone(in_dim, hidden, layers)
         self.head = _FieldHead(fields, hidden + TIME_FEATURES, head_units, components)
-        self.carry = _Carry(fields, self.head.in_start, self.head.out_start, components)
+        self.head.dense = not dp
+        self.carry = _Carry(fields, components)
         self.delta_head = nn.Sequential(
             nn.Linear(hidden + self.x_dim, head_units), nn.ReLU(), nn.Linear(head_units, 3 * components)
         )
@@ -361,8 +347,8 @@ class SequenceNet(_Constants):
             offset = 1 if fields[j].nullable else 0
             mix_index.append(list(range(start + offset, start + offset + 3 * components)))
             miss_index.append(start if fields[j].nullable else -1)
-        self._constant("mix_index", torch.tensor(mix_index, dtype=torch.long).reshape(len(numeric), -1))
-        self._constant("miss_index", torch.tensor(miss_index, dtype=torch.long))
+        self.register_buffer("mix_index", torch.tensor(mix_index, dtype=torch.long).reshape(len(numeric), -1))
+        self.register_buffer("miss_index", torch.tensor(miss_index, dtype=torch.long))
 
     def _static(self, static: Tensor) -> Tensor:
         return static if self.static_dim else static.new_zeros((static.shape[0], 1))

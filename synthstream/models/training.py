@@ -26,7 +26,15 @@ from synthstream.models.base import Generator
 from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.schemas.record import RecordSchema
 
-__all__ = ["GENERATORS", "ProgressFile", "fit_generator", "generator_class", "make_generator", "read_progress", "warm_up"]
+__all__ = [
+    "GENERATORS",
+    "ProgressFile",
+    "fit_generator",
+    "generator_class",
+    "make_generator",
+    "read_progress",
+    "warm_up",
+]
 
 #: Generator classes by name; heavy ones as ``"module:Class"`` paths, imported on first use
 #: (the pipeline process need not import torch or jax unless it trains those models).

@@ -42,7 +42,16 @@ import duckdb
 from synthstream.errors import SynthstreamError
 from synthstream.privacy.accounting import Spend
 
-__all__ = ["BudgetExceeded", "DomainRow", "LedgerError", "NoisyMarginalRow", "PrivacyLedger", "Release", "ScopeSummary"]
+__all__ = [
+    "BudgetExceeded",
+    "DomainRow",
+    "LedgerError",
+    "NoisyMarginalRow",
+    "PrivacyLedger",
+    "Release",
+    "ScopeSummary",
+    "WindowAlreadyReleasedError",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
@@ -121,6 +130,10 @@ _LOCK_WAIT_S = 30.0
 
 class LedgerError(SynthstreamError):
     """The ledger file cannot be opened or written."""
+
+
+class WindowAlreadyReleasedError(LedgerError):
+    """A window's statistics are already in the ledger (released by this or another worker)."""
 
 
 class BudgetExceeded(SynthstreamError):  # noqa: N818 - part of the public API, named for what happened
@@ -301,7 +314,9 @@ class PrivacyLedger:
                     [stream, scope, unit, window_index],
                 ).fetchone()
                 if payload is not None and existing is not None and existing[0]:
-                    raise LedgerError(f"window {window_index} of {stream}/{scope}/{unit} was already released")
+                    raise WindowAlreadyReleasedError(
+                        f"window {window_index} of {stream}/{scope}/{unit} was already released"
+                    )
                 previous = _sum_windows(con, stream, scope, unit, window_index - w + 1, window_index)
                 after = previous + spend
                 problem = _over_budget(after, budget)
@@ -436,6 +451,22 @@ class PrivacyLedger:
         """Lifetime spend of one stream/scope/unit."""
         with self._connect(read_only=True) as con:
             return _sum_scope(con, stream, scope, unit)
+
+    def key_spend(self, stream: str, scope: str, unit: str, key: str) -> Spend | None:
+        """What the :meth:`charge` (or :meth:`charge_dpsgd`) with ``key`` recorded, or ``None`` if it never happened.
+
+        A retried fit asks this first: when its key was charged, it may redo its work within that
+        spend without being charged again (nothing of the first attempt was published).
+        """
+        with self._connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT count(*), coalesce(sum(rho), 0), coalesce(sum(epsilon), 0), coalesce(sum(delta), 0) "
+                "FROM releases WHERE release_id LIKE ?",
+                [f"{stream}/{scope}/{unit}/{key}/%"],
+            ).fetchone()
+        if row is None or not row[0]:
+            return None
+        return Spend(float(row[1]), float(row[2]), float(row[3]))
 
     # -- DP-SGD history (composed with an RDP/PRV accountant, never reset) -------------------
 

@@ -84,17 +84,28 @@ class DeadLetterEvent(Event):
 
 
 class ModelLifecycleEvent(Event):
-    """A generator version was trained, promoted, rejected or rolled back."""
+    """A generator version was trained, promoted, rejected or rolled back; or a fit progressed or failed.
+
+    ``training_progress`` events come while a fit runs (``progress`` is the fraction done,
+    ``reason`` says what is happening, e.g. ``epoch 3/30``); ``training_failed`` ends a fit that
+    produced no version (``reason`` says why, e.g. the privacy budget is spent). Both carry the
+    version number the fit reserved.
+    """
 
     stream: str = Field(description="Stream the model belongs to.")
     model_version: int = Field(ge=0, description="Version number in the model registry.")
     generator: str = Field(description="Generator kind, e.g. gaussian_copula or aim.")
-    action: Literal["trained", "promoted", "rejected", "rolled_back"] = Field(description="What happened.")
+    action: Literal["trained", "promoted", "rejected", "rolled_back", "training_progress", "training_failed"] = Field(
+        description="What happened."
+    )
     rows: int = Field(ge=0, description="Training rows used.")
     seed: int = Field(description="Seed the model was fitted with.")
-    fit_seconds: float = Field(ge=0, description="Wall-clock fitting time in seconds.")
+    fit_seconds: float = Field(ge=0, description="Wall-clock fitting time in seconds (so far, while training).")
     metrics: dict[str, float] = Field(default_factory=dict, description="Quality/privacy metrics by name.")
     reason: str | None = Field(default=None, description="Why it was rejected or rolled back, if it was.")
+    progress: float | None = Field(
+        default=None, ge=0, le=1, description="Fraction of the fit done (training_progress events)."
+    )
 
 
 class StatsQuery(BaseModel):

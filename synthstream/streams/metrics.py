@@ -46,6 +46,8 @@ __all__ = ["FindingsTally", "MetricsServer", "PipelineCollector", "PipelineMetri
 
 Record = dict[str, Any]
 _READ_TIMEOUT_S = 5.0
+#: How often the privacy-budget gauges are re-read from the ledger (seconds).
+_BUDGET_REFRESH_S = 5.0
 
 
 class FindingsTally:
@@ -304,6 +306,7 @@ class MetricsServer:
         self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._next_sample = 0.0
+        self._next_budget = 0.0
         self.started = asyncio.Event()
         self._log = get_logger("metrics", stream=pipeline.config.stream)
 
@@ -330,6 +333,25 @@ class MetricsServer:
             self._next_sample = now + 1.0
             self.metrics.sample_publisher(now)
             self.metrics.attach_findings()
+        if self.pipeline.stats is not None and now >= self._next_budget:
+            self._next_budget = now + _BUDGET_REFRESH_S
+            await asyncio.to_thread(self._refresh_stats_gauges)
+
+    def _refresh_stats_gauges(self) -> None:
+        """Privacy budget of the newest w windows and the windows' lag, read from the ledger."""
+        stats = self.pipeline.stats
+        if stats is None:
+            return
+        spent, remaining = stats.budget_status()
+        if stats.mechanism == "gaussian":
+            self.metrics.set_privacy_budget(spent=spent.rho, remaining=remaining.rho, scope="stats", unit="rho")
+        else:
+            self.metrics.set_privacy_budget(
+                spent=spent.epsilon, remaining=remaining.epsilon, scope="stats", unit="epsilon"
+            )
+        end_ms = stats.last_window_end_ms()
+        if end_ms is not None:
+            self.metrics.set_window_lag("stats", time.time() - end_ms / 1000)
 
     async def close(self) -> None:
         """Stop serving."""

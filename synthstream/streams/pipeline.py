@@ -28,10 +28,11 @@ from synthstream.connectors.files import read_table, records_from_frame
 from synthstream.connectors.kafka import BatchConsumer, BatchSender, Producer, ensure_topics
 from synthstream.connectors.schema_topic import SchemaTopicReader, publish_schema
 from synthstream.log import get_logger
-from synthstream.models.registry import ModelRegistry, ModelVersion
+from synthstream.models.registry import ModelRegistry
 from synthstream.privacy.ledger import PrivacyLedger
 from synthstream.processors.buffer import TrainingBuffer
 from synthstream.processors.redactor import Redactor
+from synthstream.processors.sequences import EntitySequences, SlidingWindows
 from synthstream.processors.validator import RecordValidator
 from synthstream.schemas.events import (
     BudgetEvent,
@@ -40,18 +41,19 @@ from synthstream.schemas.events import (
     ModelLifecycleEvent,
     PiiFindingsEvent,
     PrivacyAuditEvent,
-    PrivacyGuarantee,
     StatsEvent,
 )
 from synthstream.schemas.record import RecordSchema
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, SchemaStore
 from synthstream.settings import KafkaSettings
-from synthstream.streams.audit import EMPIRICAL_ONLY, AuditGate
+from synthstream.streams.audit import AuditGate
 from synthstream.streams.findings import FindingsReporter
 from synthstream.streams.ingest import BatchObserver, IngestCounters, IngestStage, LatencyTracker, SourceRecord
 from synthstream.streams.publisher import SyntheticPublisher
+from synthstream.streams.sequence_publisher import SequencePublisher
+from synthstream.streams.sequence_trainer import SequenceScheduler
 from synthstream.streams.stats import StatsStage
-from synthstream.streams.trainer import RetrainScheduler, training_executor
+from synthstream.streams.trainer import RetrainScheduler, lineage_guarantee, training_executor
 
 Role = Literal["all", "ingest", "trainer", "publisher"]
 ROLES: tuple[Role, ...] = ("all", "ingest", "trainer", "publisher")
@@ -69,6 +71,8 @@ class PipelineSummary:
     seconds: float
     latency: dict[str, float] = field(default_factory=dict)
     first_synthetic_after_s: float | None = None
+    sequence_versions: list[int] = field(default_factory=list)
+    sequences_published: int = 0
 
 
 class Pipeline:
@@ -117,6 +121,15 @@ class Pipeline:
         self.stage: IngestStage | None = None
         self.scheduler: RetrainScheduler | None = None
         self.publisher: SyntheticPublisher | None = None
+        # Time series (issue 6): keyed state, a sequence model with its own registry, a sequence feed.
+        self.sequence_state: EntitySequences | SlidingWindows | None = None
+        self.sequence_registry = (
+            ModelRegistry(config.state_dir / "models", f"{config.stream}.sequences")
+            if config.sequence.enabled
+            else None
+        )
+        self.sequence_scheduler: SequenceScheduler | None = None
+        self.sequence_publisher: SequencePublisher | None = None
         self.started_at = 0.0
         self.first_synthetic_at: float | None = None
         #: Set once the source consumer has partitions assigned (the group join is done).
@@ -170,6 +183,12 @@ class Pipeline:
             out += [self.config.redacted_topic, topics.pii_findings]
         if self.config.audit.enabled and self.trains:
             out.append(topics.privacy_audit)
+        if self.config.sequence.enabled and self.publishes:
+            out.append(self.sequence_topic)
+        if self.config.drift.enabled and self.trains:
+            # Created up front: producing to a topic made after the producer started can fail on the
+            # embedded broker (NotLeaderForPartition).
+            out.append(topics.drift)
         return out
 
     def _encoder(self) -> Callable[[Sequence[dict[str, Any]]], list[bytes]]:
@@ -213,6 +232,8 @@ class Pipeline:
         finally:
             if self.scheduler is not None:
                 await self.scheduler.wait_idle()
+            if self.sequence_scheduler is not None:
+                await self.sequence_scheduler.wait_idle()
             if producer.started:
                 if self.findings is not None:
                     await self.findings.tick(force=True)
@@ -275,11 +296,14 @@ class Pipeline:
                 lifecycle_serde=lifecycle_serde,
                 stream=self.config.stream,
                 gate=self.gate,
+                ledger=self.ledger,
+                stats=self.config.stats,
             )
             for observer in self.observers:  # drift (issue 8): e.g. store each version's training profile
                 hook = getattr(observer, "version_hook", None)
                 if hook is not None:
                     self.scheduler.hooks.append(hook)
+        self._build_sequences(producer, executor, lifecycle_serde)
         if self.publishes:
             self.publisher = SyntheticPublisher(
                 registry=self.registry,
@@ -288,6 +312,46 @@ class Pipeline:
                 encode_many=encode_many,
                 config=self.config.publisher,
                 stream=self.config.stream,
+            )
+
+    @property
+    def sequence_topic(self) -> str:
+        """Topic of the synthetic sequence feed."""
+        return self.config.sequence.topic or f"{self.config.stream}.sequences"
+
+    def _build_sequences(
+        self, producer: BatchSender, executor: Executor | None, lifecycle_serde: EventSerde[ModelLifecycleEvent]
+    ) -> None:
+        """The sequence model's scheduler (roles that train) and the sequence feed (roles that publish)."""
+        cfg = self.config.sequence
+        if not cfg.enabled or self.sequence_registry is None:
+            return
+        if self.trains and self.sequence_state is not None:
+            assert executor is not None
+            self.sequence_scheduler = SequenceScheduler(
+                config=cfg,
+                training=self.config.training,
+                state=self.sequence_state,
+                registry=self.sequence_registry,
+                schema=self.output_schema,
+                executor=executor,
+                producer=producer,
+                models_topic=self.config.topics.models,
+                lifecycle_serde=lifecycle_serde,
+                stream=self.config.stream,
+                ledger=self.ledger,
+                privacy=self.config.training.privacy,
+            )
+        if self.publishes:
+            assert cfg.time_field is not None  # required when the section is enabled
+            self.sequence_publisher = SequencePublisher(
+                registry=self.sequence_registry,
+                producer=producer,
+                topic=self.sequence_topic,
+                encode_many=self._encoder_for(self.sequence_topic),
+                config=cfg.publisher,
+                stream=self.config.stream,
+                time_field=cfg.time_field,
             )
 
     def _audit_gate(self, producer: BatchSender, executor: Executor) -> AuditGate | None:
@@ -307,12 +371,8 @@ class Pipeline:
             topic=self.config.topics.privacy_audit,
             serde=EventSerde(PrivacyAuditEvent, self.store),
             stream=self.config.stream,
-            guarantee=self.guarantee_of,
+            guarantee=lineage_guarantee,
         )
-
-    def guarantee_of(self, version: ModelVersion) -> PrivacyGuarantee:
-        """The formal guarantee of a version from its lineage and the ledger, or empirical protection only."""
-        return EMPIRICAL_ONLY
 
     def _build_observers(self, producer: BatchSender) -> list[BatchObserver]:
         """The stages that consume redacted micro-batches in this role, in the order they run."""
@@ -397,6 +457,8 @@ class Pipeline:
                 group.create_task(self._ingest_loop(stop, reader), name="ingest")
             if self.publisher is not None:
                 group.create_task(self._publish(stop), name="publisher")
+            if self.sequence_publisher is not None:
+                group.create_task(self.sequence_publisher.run(stop), name="sequence-publisher")
             group.create_task(self._watch(stop, until), name="watch")
 
     async def _publish(self, stop: asyncio.Event) -> None:
@@ -414,6 +476,8 @@ class Pipeline:
                 break
             if self.scheduler is not None:
                 self.scheduler.maybe_start()
+            if self.sequence_scheduler is not None:
+                self.sequence_scheduler.maybe_start()
             if self.findings is not None:
                 await self.findings.tick()
             for observer in self.observers:
@@ -473,4 +537,6 @@ class Pipeline:
             seconds=time.monotonic() - self.started_at,
             latency=self.latency.quantiles(),
             first_synthetic_after_s=first,
+            sequence_versions=[v.version for v in self.sequence_registry.versions()] if self.sequence_registry else [],
+            sequences_published=self.sequence_publisher.published if self.sequence_publisher is not None else 0,
         )

@@ -3,7 +3,9 @@
 Records carry the source schema (Avro with Confluent framing, or JSON) and headers that
 mark them synthetic and name the model version. The publisher checks the registry before
 every batch and hot-swaps to a newly promoted version between batches, so the feed never
-pauses for a retrain.
+pauses for a retrain: the new version is unpickled in a thread while the current one keeps
+publishing, and takes over at the next batch boundary once it is loaded (a neural model's
+weights take tens of milliseconds to load; a batch is never split between two versions).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class SyntheticPublisher:
         self._model: Generator | None = None
         self._version: int | None = None
         self._seq = 0
+        self._loading: tuple[int, asyncio.Task[Generator]] | None = None
         self._log = get_logger("publisher", stream=stream, topic=topic)
 
     def __repr__(self) -> str:
@@ -62,12 +65,29 @@ class SyntheticPublisher:
         current = self.registry.current()
         if current is None or current.version == self._version:
             return self._model is not None
-        self._model = self.registry.load(current.version)
-        previous, self._version = self._version, current.version
-        self._seq = 0
-        self.versions_used.append(current.version)
-        self._log.info("publisher.model_swapped", previous=previous, version=current.version)
+        if self._model is None:  # nothing to publish with yet: load in place
+            self._use(current.version, self.registry.load(current.version))
+            return True
+        loading = self._loading
+        if loading is None or loading[0] != current.version:
+            if loading is not None:
+                loading[1].cancel()
+            task = asyncio.ensure_future(asyncio.to_thread(self.registry.load, current.version))
+            self._loading = (current.version, task)
+            return True
+        if loading[1].done():
+            self._loading = None
+            if loading[1].cancelled() or loading[1].exception() is not None:
+                self._log.error("publisher.load_failed", version=current.version)
+                return True
+            self._use(current.version, loading[1].result())
         return True
+
+    def _use(self, version: int, model: Generator) -> None:
+        previous, self._model, self._version = self._version, model, version
+        self._seq = 0
+        self.versions_used.append(version)
+        self._log.info("publisher.model_swapped", previous=previous, version=version)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set or ``config.max_records`` were published."""
@@ -84,6 +104,9 @@ class SyntheticPublisher:
             await pacer.wait(self.published)
             await self.producer.send_batch(self.topic, self._messages(n))
             self.published += n
+        if self._loading is not None:
+            self._loading[1].cancel()
+            self._loading = None
         self.done.set()
         self._log.info("publisher.stopped", published=self.published, versions=self.versions_used)
 

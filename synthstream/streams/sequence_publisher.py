@@ -87,7 +87,7 @@ class SequencePublisher:
         self.config = config
         self.stream = stream
         self.time_field = time_field
-        self.start = start
+        self.start = start if start is not None else config.start
         self.poll_interval_s = poll_interval_s
         self.published = 0
         self.entities_started = 0

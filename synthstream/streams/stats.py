@@ -34,7 +34,14 @@ from synthstream.errors import ConfigError
 from synthstream.log import get_logger
 from synthstream.privacy.accounting import Spend, epsilon_to_rho, rho_to_epsilon
 from synthstream.privacy.allocation import BudgetAllocation, make_allocation
-from synthstream.privacy.ledger import BudgetExceeded, DomainRow, NoisyMarginalRow, PrivacyLedger, Release
+from synthstream.privacy.ledger import (
+    BudgetExceeded,
+    DomainRow,
+    NoisyMarginalRow,
+    PrivacyLedger,
+    Release,
+    WindowAlreadyReleasedError,
+)
 from synthstream.privacy.mechanisms import private_quantiles, threshold_histogram
 from synthstream.processors.dp_release import WindowRelease, release_window
 from synthstream.processors.windows import Attribute, ClosedWindow, Discretizer, WindowAggregator
@@ -512,6 +519,15 @@ class StatsStage:
             self.counters["refused"] += 1
             await self._publish_refusal(exc, release.spend)
             return
+        except WindowAlreadyReleasedError:
+            # Another worker of this stream released the window first (statistics need one ingest worker
+            # per stream to see every partition): keep the one release, re-publish it, drop our counts.
+            self.counters["released_elsewhere"] += 1
+            self._log.warning("stats.window_released_elsewhere", window=window.index)
+            stored = await asyncio.to_thread(self.ledger.stored_window, self.stream, SCOPE, self.unit, window.index)
+            if stored is not None:
+                await self._publish_payload(stored)
+            return
         self._late_since_release = 0
         self._redelivered_since_release = 0
         self._bootstrapped = []
@@ -614,6 +630,11 @@ class StatsStage:
                 key = (src.topic, src.partition)
                 floors[key] = min(floors.get(key, src.offset), src.offset)
         return floors
+
+    def last_window_end_ms(self) -> int | None:
+        """End (epoch ms) of the newest released window, for the window-lag gauge."""
+        last = self.ledger.last_released_window(self.stream, SCOPE, self.unit)
+        return None if last is None else (last + 1) * int(self.config.window_s * 1000)
 
     def budget_status(self) -> tuple[Spend, Spend]:
         """(spent, remaining) of the newest sliding window of w windows, from the ledger."""

@@ -2,16 +2,27 @@
 
 Triggers are checked after each ingested batch and by a timer; :meth:`RetrainScheduler.request`
 lets another stage (a drift policy) ask for a retrain. At most one fit runs at a time, in a
-worker process, so ingest keeps flowing while a model trains. Each fitted model is registered
-with its lineage and announced on the models topic (``trained``); then every
-:class:`VersionHook` runs (e.g. storing a training profile), and the :class:`PromotionGate`,
-when one is configured, decides: ``promoted``, or ``rejected`` with its reasons while the
-previous version keeps publishing. Without a gate a version is promoted straight away.
+worker process, so ingest keeps flowing while a model trains. Each retrain:
+
+1. resolves the generator (``training.generator``, ``auto`` by data shape and privacy requirement,
+   :mod:`synthstream.models.choice`) and reserves the version number;
+2. fits in the executor: DP generators record their spend in the privacy ledger under a stable
+   key (``<generator>:seed<s>:seen<n>``: a retried fit is not charged twice) and are refused when
+   the stream's model budget is spent (the scheduler then stops retraining them); the neural
+   generator warm-starts from the promoted neural version; ``aim_stream`` is given no records;
+3. while it runs, the generator's progress (a JSON file next to the registry, also read by
+   ``synthstream models``) is announced as ``training_progress`` lifecycle events;
+4. registers the model with its lineage (records range, DP windows, config, seed, guarantee),
+   announces ``trained`` (or ``training_failed``); then every :class:`VersionHook` runs (e.g.
+   storing a training profile), and the :class:`PromotionGate`, when one is configured,
+   decides: ``promoted``, or ``rejected`` with its reasons while the previous version keeps
+   publishing. Without a gate a version is promoted straight away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
@@ -20,14 +31,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from synthstream.config import TrainingConfig
+from synthstream.config import ModelPrivacyConfig, StatsConfig, TrainingConfig
 from synthstream.connectors.kafka import BatchSender, OutMessage
+from synthstream.errors import SynthstreamError
 from synthstream.log import get_logger
 from synthstream.models.base import Generator
+from synthstream.models.choice import GeneratorChoice, choose_generator, generator_options
 from synthstream.models.registry import Lineage, ModelRegistry, ModelVersion
-from synthstream.models.training import fit_generator, warm_up
+from synthstream.models.training import ProgressFile, fit_generator, read_progress, warm_up
+from synthstream.privacy.ledger import BudgetExceeded, PrivacyLedger
 from synthstream.processors.buffer import TrainingBuffer
-from synthstream.schemas.events import EventSerde, ModelLifecycleEvent, stable_event_id
+from synthstream.schemas.events import EventSerde, ModelLifecycleEvent, PrivacyGuarantee, stable_event_id
 from synthstream.schemas.record import RecordSchema
 
 Record = dict[str, Any]
@@ -70,7 +84,12 @@ def training_executor() -> ProcessPoolExecutor:
 
 
 class RetrainScheduler:
-    """Decides when to retrain, runs the fit in ``executor``, registers and promotes."""
+    """Decides when to retrain, runs the fit in ``executor``, registers and promotes.
+
+    ``ledger`` (the pipeline's privacy ledger) is needed by DP generators and ``aim_stream``;
+    ``stats`` (the pipeline's statistics section) lets ``auto`` pick the from-the-stream model.
+    ``progress_interval_s`` bounds how often ``training_progress`` events are published.
+    """
 
     def __init__(
         self,
@@ -86,7 +105,12 @@ class RetrainScheduler:
         stream: str,
         hooks: Sequence[VersionHook] = (),
         gate: PromotionGate | None = None,
+        ledger: PrivacyLedger | None = None,
+        stats: StatsConfig | None = None,
+        progress_interval_s: float = 1.0,
     ) -> None:
+        if progress_interval_s <= 0:
+            raise ValueError("progress_interval_s must be positive")
         self.config = config
         self.buffer = buffer
         self.registry = registry
@@ -98,8 +122,16 @@ class RetrainScheduler:
         self.stream = stream
         self.hooks: list[VersionHook] = list(hooks)
         self.gate = gate
+        self.ledger = ledger
+        self.stats = stats
+        self.progress_interval_s = progress_interval_s
         self.versions_trained = 0
         self.versions_rejected = 0
+        self.fits_failed = 0
+        #: Why DP training stopped for good (the model budget is spent), or None.
+        self.exhausted: str | None = None
+        #: The running fit's progress: (reserved version, fraction, detail), or None when idle.
+        self.progress: tuple[int, float, str] | None = None
         self._requested: str | None = None
         self._seen_at_last_fit = 0
         self._last_fit_at = time.monotonic()
@@ -116,7 +148,7 @@ class RetrainScheduler:
 
     def due(self) -> bool:
         """Whether a trigger fired and there is enough data to train."""
-        if self.busy or len(self.buffer) < self.config.min_records:
+        if self.busy or self.exhausted is not None or len(self.buffer) < self.config.min_records:
             return False
         if self.gate is not None and not getattr(self.gate, "ready", True):
             return False  # the gate cannot judge a version yet (e.g. the audit's control set is too small)
@@ -150,6 +182,38 @@ class RetrainScheduler:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
+    # -- one retrain -----------------------------------------------------------------------------
+
+    def _choose(self, rows: int) -> tuple[GeneratorChoice, TrainingConfig | None]:
+        """The generator for this fit; a name the configuration schema does not know is used as is."""
+        name = str(self.config.generator)
+        known = {"auto", "gaussian_copula", "neural", "aim", "mst", "aim_stream"}
+        if name not in known:
+            return GeneratorChoice(name, False, "configured"), None
+        config = self.config
+        if not isinstance(config.privacy, ModelPrivacyConfig):  # built with model_construct: validate it
+            config = TrainingConfig.model_validate(config.model_dump())
+        return choose_generator(config, self.schema, rows=rows, stats=self.stats), config
+
+    async def _warm_start(
+        self, choice: GeneratorChoice, config: TrainingConfig | None
+    ) -> tuple[Generator | None, int | None]:
+        """The promoted version to continue from (neural, same DP setting and schema), if any."""
+        if config is None or choice.name != "neural" or not config.neural.warm_start:
+            return None, None
+        current = await asyncio.to_thread(self.registry.current)
+        if current is None or current.generator != "neural":
+            return None, None
+        if current.lineage.schema_fingerprint != self.schema.fingerprint():
+            return None, None
+        if bool(current.lineage.guarantee) != choice.dp:
+            return None, None
+        try:
+            model = await asyncio.to_thread(self.registry.load, current.version)
+        except SynthstreamError:
+            return None, None
+        return model, current.version
+
     async def retrain(self) -> ModelVersion | None:
         """Fit, register, announce and promote one new version from the buffer's snapshot."""
         records = self.buffer.snapshot()
@@ -158,27 +222,87 @@ class RetrainScheduler:
         self._seen_at_last_fit = seen
         self._last_fit_at = time.monotonic()
         seed = self.config.seed + self.versions_trained + 1
+        try:
+            choice, config = self._choose(len(records))
+            options = (
+                generator_options(
+                    choice,
+                    config,
+                    ledger_path=self.ledger.path if self.ledger is not None else None,
+                    stream=self.stream,
+                    key=f"{choice.name}:seed{seed}:seen{seen}",
+                )
+                if config is not None
+                else {}
+            )
+        except SynthstreamError as exc:
+            self._log.error("training.misconfigured", error=type(exc).__name__, message=str(exc))
+            self.fits_failed += 1
+            return None
+        warm, warm_from = await self._warm_start(choice, config)
+        number = await asyncio.to_thread(self.registry.reserve)
+        training = [] if choice.name == "aim_stream" else records  # the from-the-stream model never sees a record
         self._log.info(
-            "training.started", rows=len(records), generator=self.config.generator, seed=seed, requested=requested
+            "training.started",
+            rows=len(training),
+            generator=choice.name,
+            dp=choice.dp,
+            why=choice.reason,
+            seed=seed,
+            version=number,
+            warm_start_from=warm_from,
+            requested=requested,
         )
+        progress_path = self.registry.progress_path
+        meta = {"stream": self.stream, "version": number, "generator": choice.name, "rows": len(training)}
+        ProgressFile(progress_path, meta=meta)(0.0, "starting", status="training")
+        self.progress = (number, 0.0, "starting")
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        watcher = asyncio.create_task(self._watch_progress(number, choice.name, len(training), seed, started))
         try:
             model, fit_seconds = await loop.run_in_executor(
-                self.executor, fit_generator, self.config.generator, records, self.schema, seed
+                self.executor,
+                fit_generator,
+                choice.name,
+                training,
+                self.schema,
+                seed,
+                options,
+                warm,
+                progress_path,
+                meta,
             )
         except Exception as exc:
-            self._log.error("training.failed", error=type(exc).__name__, message=str(exc))
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await self._failed(number, choice.name, len(training), seed, started, exc)
             return None
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        ProgressFile(progress_path, meta=meta)(1.0, "trained", status="trained")
+        self.progress = None
         lineage = Lineage(
-            rows=len(records),
+            rows=len(training),
             schema_fingerprint=self.schema.fingerprint(),
             seed=seed,
-            config=self.config.model_dump(mode="json"),
+            config={
+                **self.config.model_dump(mode="json"),
+                "resolved_generator": choice.name,
+                "choice_reason": choice.reason,
+                "dp": choice.dp,
+            },
             source_offsets={"records_seen": seen},
             fit_seconds=fit_seconds,
-            metrics={},
+            metrics=_model_metrics(model),
+            records_range=None if choice.name == "aim_stream" else (seen - len(records), seen),
+            windows=getattr(model, "windows_", None),
+            guarantee=_model_guarantee(model, choice),
+            warm_start_from=warm_from,
         )
-        version = await asyncio.to_thread(self.registry.register, model, lineage=lineage)
+        version = await asyncio.to_thread(self.registry.register, model, lineage=lineage, version=number)
         await self._announce(version, "trained")
         self.versions_trained += 1
         for hook in self.hooks:
@@ -201,6 +325,87 @@ class RetrainScheduler:
             "training.finished", version=version.version, rows=len(records), fit_seconds=round(fit_seconds, 3)
         )
         return version
+
+    async def _failed(
+        self, number: int, generator: str, rows: int, seed: int, started: float, exc: BaseException
+    ) -> None:
+        self.fits_failed += 1
+        self.progress = None
+        if isinstance(exc, BudgetExceeded):
+            self.exhausted = exc.detail
+            reason = f"privacy budget exhausted: {exc.detail}"
+            self._log.warning("training.budget_exhausted", generator=generator, detail=exc.detail)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+            self._log.error("training.failed", error=type(exc).__name__, message=str(exc))
+        ProgressFile(self.registry.progress_path, meta={"stream": self.stream, "version": number})(
+            1.0, reason, status="failed", generator=generator
+        )
+        await self._send(
+            number,
+            generator,
+            "training_failed",
+            rows=rows,
+            seed=seed,
+            seconds=time.monotonic() - started,
+            reason=reason,
+        )
+
+    async def _watch_progress(self, number: int, generator: str, rows: int, seed: int, started: float) -> None:
+        """Publish the fit's progress reports as ``training_progress`` events (at most one per interval)."""
+        last: tuple[float, str] | None = None
+        while True:
+            await asyncio.sleep(min(0.25, self.progress_interval_s))
+            report = await asyncio.to_thread(read_progress, self.registry.progress_path)
+            if report is None or report.get("version") != number or report.get("status") is not None:
+                continue  # the scheduler's own start/end marks are not the generator's reports
+            fraction, detail = float(report.get("fraction", 0.0)), str(report.get("detail", ""))
+            self.progress = (number, fraction, detail)
+            if last is not None and (fraction, detail) == last:
+                continue
+            last = (fraction, detail)
+            await self._send(
+                number,
+                generator,
+                "training_progress",
+                rows=rows,
+                seed=seed,
+                seconds=time.monotonic() - started,
+                reason=detail,
+                progress=fraction,
+                tag=f"{fraction:.4f}:{detail}",
+            )
+            await asyncio.sleep(max(0.0, self.progress_interval_s - 0.25))
+
+    async def _send(
+        self,
+        number: int,
+        generator: str,
+        action: str,
+        *,
+        rows: int,
+        seed: int,
+        seconds: float,
+        reason: str | None = None,
+        progress: float | None = None,
+        tag: str = "",
+    ) -> None:
+        event = ModelLifecycleEvent(
+            event_id=stable_event_id(self.stream, number, action, tag),
+            stream=self.stream,
+            model_version=number,
+            generator=generator,
+            action=action,  # type: ignore[arg-type]  # Literal checked by pydantic at run time
+            rows=rows,
+            seed=seed,
+            fit_seconds=max(0.0, seconds),
+            reason=reason,
+            progress=progress,
+            occurred_at=datetime.now(UTC),
+        )
+        await self.producer.send(
+            self.models_topic, OutMessage(value=self.lifecycle_serde.encode(event), key=self.stream.encode())
+        )
 
     async def _announce(
         self,
@@ -227,3 +432,65 @@ class RetrainScheduler:
         await self.producer.send(
             self.models_topic, OutMessage(value=self.lifecycle_serde.encode(event), key=self.stream.encode())
         )
+
+
+def _model_metrics(model: Generator) -> dict[str, float]:
+    """Numbers a fitted model reports about itself (DP spend, final loss)."""
+    out: dict[str, float] = {}
+    guarantee = getattr(model, "guarantee_", None) or {}
+    spend = getattr(model, "dp_spend_", None) or {}
+    if "epsilon" in guarantee:
+        out["dp_epsilon"] = float(guarantee["epsilon"])
+    if "epsilon_total" in spend:
+        out["dp_epsilon"] = float(spend["epsilon_total"])
+        out["dp_noise_multiplier"] = float(spend["noise_multiplier"])
+    history = getattr(model, "history_", None) or []
+    if history:
+        out["final_loss"] = float(history[-1]["loss"])
+    return out
+
+
+def _model_guarantee(model: Generator, choice: GeneratorChoice) -> dict[str, Any] | None:
+    """The formal guarantee a DP model carries (for the lineage and the audit), or None."""
+    if not choice.dp:
+        return None
+    guarantee = getattr(model, "guarantee_", None)
+    if guarantee:
+        return dict(guarantee)
+    spend = getattr(model, "dp_spend_", None)
+    if spend:
+        return {
+            "kind": "formal",
+            "mechanism": "dpsgd",
+            "epsilon": float(spend["epsilon_total"]),
+            "delta": float(spend["delta"]),
+            "unit": str(spend["unit"]),
+            "noise_multiplier": float(spend["noise_multiplier"]),
+        }
+    return None
+
+
+def lineage_guarantee(version: ModelVersion) -> PrivacyGuarantee:
+    """The guarantee a version's lineage states, as the audit event carries it (a ``GuaranteeSource``).
+
+    Models without one (the copula, the non-DP neural model) get ``empirical_only``.
+    """
+    g = version.lineage.guarantee
+    if not g:
+        return PrivacyGuarantee(kind="empirical_only")
+    mechanisms = {
+        "aim": ["gaussian marginals (zCDP)", "noisy max selection", "aim (post-processing)"],
+        "mst": ["gaussian marginals (zCDP)", "noisy max selection", "mst (post-processing)"],
+        "dpsgd": ["dp quantiles / threshold domains", "dp-sgd (opacus, RDP accountant)"],
+    }.get(str(g.get("mechanism")), ["gaussian window marginals (zCDP)", "private-pgm (post-processing)"])
+    # From the stream there is no model ε of its own: the statistics' guarantee applies (stats events).
+    epsilon = g.get("epsilon")
+    return PrivacyGuarantee(
+        kind="formal",
+        epsilon=float(epsilon) if epsilon is not None else None,
+        delta=float(g["delta"]) if g.get("delta") is not None else None,
+        unit=str(g.get("unit", "record")),
+        mechanism=str(g.get("mechanism")),
+        mechanisms=mechanisms,
+        source=f"lineage of v{version.version} (privacy ledger, scope model)",
+    )
