@@ -17,7 +17,7 @@ DP settings: every DP model is (ε = 1, δ = 1e-9) per record. Categorical domai
 code book: every value of train and test, like Private-PGM's ``adult-domain.json``) for every DP
 model; numeric bins are learned with DP. AIM/MST: one fit spends it all (zCDP converted with the
 CKS bound), numeric bins from DP quantiles (10 % of ρ; 32 bins),
-AIM with 2-way workload, 8 x fields rounds planned, 200 warm-started mirror-descent steps per
+AIM with 2-way workload, 4 x fields rounds planned, 200 warm-started mirror-descent steps per
 round, 1,000 final; MST with domain compression. Neural DP-SGD: noise calibrated by the
 accountant to ε = 1 over the same epochs, expected batch 1,024, clip 1.0. aim_stream: the stats
 stage with w = 1 (record-level unit: each record is in one window, so the windows compose in

@@ -574,7 +574,7 @@ class MarginalModelConfig(_Strict):
     degree: int = Field(default=2, ge=1, le=5, description="AIM workload: every degree-way marginal.")
     max_cells: int = Field(default=10_000, ge=1, description="AIM: largest workload marginal (cells).")
     rounds: int | None = Field(
-        default=None, ge=1, description="AIM rounds (None = 8 x fields; the paper uses 16; at least 2 x fields)."
+        default=None, ge=1, description="AIM rounds (None = 4 x fields; the paper uses 16; at least 2 x fields)."
     )
     max_model_size: float = Field(default=8.0, gt=0, description="AIM: largest model (MB) at the end of the budget.")
     round_iters: int = Field(default=200, ge=1, description="AIM: estimation steps per round (warm-started).")

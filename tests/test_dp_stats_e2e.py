@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -265,8 +266,13 @@ async def test_a_worker_killed_with_sigkill_resumes_with_the_remaining_budget(ka
 
     worker = _worker(config, kafka.bootstrap_servers)
     await _poll(lambda: len(_released(ledger_path)) >= 3 or worker.poll() is not None, 120)
+    pool = psutil.Process(worker.pid).children(recursive=True)  # the training pool's processes
+    assert pool, "the worker should have started its training pool"
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
+    # The pool does not outlive its killed parent (it would hold memory, and mid-fit the GPU).
+    _, alive = psutil.wait_procs(pool, timeout=15)
+    assert not alive, f"orphaned pool processes: {[p.pid for p in alive]}"
     before = _released(ledger_path)
     assert len(before) >= 3, "the worker released too little before it was killed"
     domains_before = PrivacyLedger(ledger_path).domains(names.prefix)

@@ -67,20 +67,32 @@ def discrete_laplace_std(scale: float) -> float:
 
 
 class NoiseMechanism:
-    """Common shape of the two mechanisms: a budget, a sensitivity and a calibrated scale."""
+    """Common shape of the two mechanisms: a budget, a sensitivity and a calibrated OpenDP measurement.
+
+    A mechanism is built for integer counts (discrete noise) or for real sums (continuous
+    noise), never both: the sensitivity and the privacy map differ.
+    """
 
     name: str
     #: Standard deviation of the noise added to each cell (for consumers and error bars).
     noise_std: float
     spend: Spend
+    integer: bool
+    _measurement: Any
 
     def release_counts(self, counts: NDArray[np.int64]) -> NDArray[np.int64]:
         """Noisy integer counts (same shape)."""
-        raise NotImplementedError
+        if not self.integer:
+            raise ValueError("this mechanism was calibrated for real sums; build one with integer=True")
+        flat = np.asarray(counts, dtype=np.int64).ravel()
+        return np.asarray(self._measurement([int(v) for v in flat]), dtype=np.int64).reshape(np.shape(counts))
 
     def release_sums(self, sums: NDArray[np.float64]) -> NDArray[np.float64]:
         """Noisy real-valued sums (same shape)."""
-        raise NotImplementedError
+        if self.integer:
+            raise ValueError("this mechanism was calibrated for integer counts; build one with integer=False")
+        flat = np.asarray(sums, dtype=np.float64).ravel()
+        return np.asarray(self._measurement([float(v) for v in flat]), dtype=np.float64).reshape(np.shape(sums))
 
 
 class GaussianMechanism(NoiseMechanism):
@@ -124,19 +136,6 @@ class GaussianMechanism(NoiseMechanism):
             f"integer={self.integer}, sigma={self.sigma:.4g})"
         )
 
-    def release_counts(self, counts: NDArray[np.int64]) -> NDArray[np.int64]:
-        """Counts plus discrete Gaussian noise (σ = :attr:`noise_std`)."""
-        flat = np.asarray(counts, dtype=np.int64).ravel()
-        if not self.integer:
-            raise ValueError("this mechanism was calibrated for real sums; build one with integer=True")
-        return np.asarray(self._measurement([int(v) for v in flat]), dtype=np.int64).reshape(np.shape(counts))
-
-    def release_sums(self, sums: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Sums plus continuous Gaussian noise (σ = :attr:`noise_std`)."""
-        if self.integer:
-            raise ValueError("this mechanism was calibrated for integer counts; build one with integer=False")
-        flat = np.asarray(sums, dtype=np.float64).ravel()
-        return np.asarray(self._measurement([float(v) for v in flat]), dtype=np.float64).reshape(np.shape(sums))
 
 
 class LaplaceMechanism(NoiseMechanism):
@@ -173,19 +172,6 @@ class LaplaceMechanism(NoiseMechanism):
             f"integer={self.integer}, scale={self.scale:.4g})"
         )
 
-    def release_counts(self, counts: NDArray[np.int64]) -> NDArray[np.int64]:
-        """Counts plus discrete Laplace noise (scale :attr:`scale`)."""
-        if not self.integer:
-            raise ValueError("this mechanism was calibrated for real sums; build one with integer=True")
-        flat = np.asarray(counts, dtype=np.int64).ravel()
-        return np.asarray(self._measurement([int(v) for v in flat]), dtype=np.int64).reshape(np.shape(counts))
-
-    def release_sums(self, sums: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Sums plus continuous Laplace noise (scale :attr:`scale`)."""
-        if self.integer:
-            raise ValueError("this mechanism was calibrated for integer counts; build one with integer=False")
-        flat = np.asarray(sums, dtype=np.float64).ravel()
-        return np.asarray(self._measurement([float(v) for v in flat]), dtype=np.float64).reshape(np.shape(sums))
 
 
 def make_mechanism(

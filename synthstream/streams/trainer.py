@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -78,9 +80,29 @@ def training_executor() -> ProcessPoolExecutor:
     Spawning and importing numpy/pandas takes ~1-2 s; the warm-up runs while the pipeline
     connects to Kafka, so the first fit does not wait for it.
     """
-    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    executor = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
+    )
     executor.submit(warm_up)
     return executor
+
+
+def exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
+    """In a pool worker: exit when the process that started it is gone.
+
+    A worker SIGKILLed (or OOM-killed) by its supervisor cannot shut its pool down, and the
+    pool's processes would otherwise outlive it, holding memory and, mid-fit, the GPU.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class RetrainScheduler:
