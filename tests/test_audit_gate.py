@@ -18,14 +18,15 @@ from synthstream.connectors.kafka import Producer, ensure_topics
 from synthstream.models import training as training_module
 from synthstream.models.base import Generator
 from synthstream.models.registry import ModelRegistry, ModelVersion
+from synthstream.privacy.ledger import PrivacyLedger
 from synthstream.processors.auditor import AuditRecord
 from synthstream.processors.buffer import TrainingBuffer
 from synthstream.schemas.events import EventSerde, ModelLifecycleEvent, PrivacyAuditEvent, PrivacyGuarantee
-from synthstream.schemas.record import RecordSchema
+from synthstream.schemas.record import FieldRole, RecordSchema
 from synthstream.schemas.serde import InMemorySchemaStore, JsonRecordSerde
 from synthstream.streams.audit import AUDIT_ARTIFACT, AuditGate, audit_executor
 from synthstream.streams.publisher import HEADER_MODEL_VERSION, SyntheticPublisher
-from synthstream.streams.trainer import GateDecision, RetrainScheduler
+from synthstream.streams.trainer import GateDecision, RetrainScheduler, lineage_guarantee
 from tests.helpers import adult_schema, read_topic, shared
 
 GATE_CONFIG = AuditConfig(
@@ -103,9 +104,17 @@ class _Harness:
     async def topics(self) -> None:
         await ensure_topics(self.kafka, [self.models_topic, self.audit_topic, self.synthetic_topic])
 
-    def scheduler(self, producer: Producer, fits: ThreadPoolExecutor, gate: Any) -> RetrainScheduler:
+    def scheduler(
+        self,
+        producer: Producer,
+        fits: ThreadPoolExecutor,
+        gate: Any,
+        config: TrainingConfig | None = None,
+        ledger: PrivacyLedger | None = None,
+    ) -> RetrainScheduler:
         return RetrainScheduler(
-            config=TrainingConfig(min_records=300, seed=0),
+            config=config or TrainingConfig(min_records=300, seed=0),
+            ledger=ledger,
             buffer=self.buffer,
             registry=self.registry,
             schema=self.schema,
@@ -143,8 +152,6 @@ class _Harness:
 async def test_a_dp_model_passes_and_its_audit_event_carries_the_ledgers_guarantee(
     kafka, names, tmp_path, adult_records, audit_pool
 ) -> None:
-    # Stand-in: no DP generator exists yet, so our copula plays the DP model and the guarantee
-    # is the one a ledger would hand over for it (switch to AIM/MST when they land).
     schema, records = adult_records
     harness = _Harness(kafka, names, tmp_path, schema, audit_pool)
     await harness.topics()
@@ -157,25 +164,40 @@ async def test_a_dp_model_passes_and_its_audit_event_carries_the_ledgers_guarant
 
     def ledger(version: ModelVersion) -> PrivacyGuarantee:
         asked.append(version.version)
-        return PrivacyGuarantee(
-            kind="formal",
-            epsilon=0.5,
-            delta=1e-6,
-            unit="record",
-            mechanism="aim",
-            mechanisms=["gaussian window marginals (zCDP)", "aim (post-processing)"],
-            source="ledger releases 1-12",
-        )
+        return lineage_guarantee(version)  # what Pipeline.build hands the gate
 
+    # A real DP model: AIM at ε = 4 (kept short: 2 x fields rounds), public categorical labels.
+    categorical = [f.name for f in schema.fields if f.role is FieldRole.CATEGORICAL]
+    config = TrainingConfig(
+        generator="aim",
+        min_records=300,
+        seed=0,
+        privacy={"required": True, "epsilon": 4.0, "delta": 1e-6},
+        marginal={
+            "bins": 16,
+            "rounds": 2 * len(schema.fields),
+            "round_iters": 100,
+            "iters": 300,
+            "labels": {c: sorted({str(r[c]) for r in records}) for c in categorical},
+        },
+    )
+    privacy_ledger = PrivacyLedger(tmp_path / "privacy.duckdb")
     async with Producer(kafka) as producer:
         with ThreadPoolExecutor(1) as fits:
-            scheduler = harness.scheduler(producer, fits, harness.gate(producer, guarantee=ledger))
+            gate = harness.gate(producer, guarantee=ledger)
+            scheduler = harness.scheduler(producer, fits, gate, config=config, ledger=privacy_ledger)
             version = await scheduler.retrain()
     assert version is not None and version.status == "promoted"
     assert asked == [1] and harness.registry.current().version == 1
     [event] = await harness.audits()
-    assert event.verdict == "pass" and event.model_version == 1 and event.generator == "gaussian_copula"
+    assert event.verdict == "pass" and event.model_version == 1 and event.generator == "aim"
     assert event.guarantee == ledger(version)
+    # The guarantee is the ledger's: AIM's fit spent the stream's model budget, per record.
+    assert event.guarantee.kind == "formal" and event.guarantee.mechanism == "aim"
+    assert event.guarantee.unit == "record" and event.guarantee.epsilon == pytest.approx(4.0, rel=1e-3)
+    assert event.guarantee.delta == pytest.approx(1e-6)
+    [summary] = [s for s in privacy_ledger.summaries() if s.scope == "model"]
+    assert summary.releases > len(schema.fields)  # every 1-way measurement, selection and round
     assert event.control_rows == harness.buffer.holdout_size > 1_500
     assert event.training_rows == len(harness.buffer) and event.synthetic_rows == 2_000
     assert 0 < event.attacks_built <= event.attacks_requested == 4 * 200
@@ -184,7 +206,9 @@ async def test_a_dp_model_passes_and_its_audit_event_carries_the_ledgers_guarant
     stored = AuditRecord.model_validate_json(harness.registry.load_extra(1, AUDIT_ARTIFACT) or b"")
     assert stored.guarantee == event.guarantee and stored.report.verdict == "pass"
     assert stored.event_id == event.event_id and stored.lineage == version.lineage
-    assert [(e.model_version, e.action) for e in await harness.lifecycle()] == [(1, "trained"), (1, "promoted")]
+    lifecycle = [(e.model_version, e.action) for e in await harness.lifecycle()]
+    assert (1, "training_progress") in lifecycle  # AIM reports its rounds while it fits
+    assert [e for e in lifecycle if e[1] != "training_progress"] == [(1, "trained"), (1, "promoted")]
 
 
 class _TimedGate:

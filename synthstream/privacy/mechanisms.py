@@ -137,7 +137,6 @@ class GaussianMechanism(NoiseMechanism):
         )
 
 
-
 class LaplaceMechanism(NoiseMechanism):
     """ε-DP Laplace noise for a query with L1 sensitivity ``l1_sensitivity``."""
 
@@ -171,7 +170,6 @@ class LaplaceMechanism(NoiseMechanism):
             f"LaplaceMechanism(epsilon={self.epsilon:.6g}, l1_sensitivity={self.l1_sensitivity:g}, "
             f"integer={self.integer}, scale={self.scale:.4g})"
         )
-
 
 
 def make_mechanism(
