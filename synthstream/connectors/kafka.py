@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -17,20 +18,30 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from synthstream.errors import SynthstreamError
 from synthstream.settings import KafkaSettings
 
 Headers = list[tuple[str, bytes]]
 
+#: murmur2 of the key, the Java client's default partitioner for keyed records.
+_MURMUR2 = DefaultPartitioner()
+
 
 @dataclass(frozen=True)
 class OutMessage:
-    """One record to produce: value, optional key and headers."""
+    """One record to produce: value, optional key and headers, and an optional partition hint.
+
+    ``partition`` (taken modulo the topic's partition count) pins the record, e.g. a redacted
+    record to its source partition, so per-partition order carries over; without it a keyed
+    record goes where the Java client would put it (murmur2 of the key).
+    """
 
     value: bytes
     key: bytes | None = None
     headers: Headers = field(default_factory=list)
+    partition: int | None = None
 
 
 async def ensure_topics(
@@ -103,11 +114,38 @@ class Producer:
         await self.stop()
 
     async def send_batch(self, topic: str, messages: Sequence[OutMessage]) -> None:
-        """Produce ``messages`` to ``topic`` and return once the broker acknowledged all of them."""
+        """Produce ``messages`` to ``topic`` and return once the broker acknowledged all of them.
+
+        Records are appended to aiokafka record batches, one future per batch rather than per
+        record (the per-record futures and pure-Python murmur2 were a third of the ingest CPU with
+        redaction on). Partition: the message's hint, else murmur2 of its key, else one random
+        partition for the keyless records of the call (like Kafka's sticky partitioner).
+        Order within a partition is kept.
+        """
         if not messages:
             return
-        send = self._producer.send
-        futures = [await send(topic, m.value, key=m.key, headers=m.headers) for m in messages]
+        producer = self._producer
+        partitions = sorted(await producer.partitions_for(topic))
+        sticky = random.choice(partitions)
+        groups: dict[int, list[OutMessage]] = {}
+        for m in messages:
+            if m.partition is not None:
+                partition = partitions[m.partition % len(partitions)]
+            elif m.key is not None:
+                partition = _MURMUR2(m.key, partitions, partitions)
+            else:
+                partition = sticky
+            groups.setdefault(partition, []).append(m)
+        futures = []
+        for partition, group in groups.items():
+            batch = producer.create_batch()
+            for m in group:
+                if batch.append(key=m.key, value=m.value, timestamp=None, headers=m.headers) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=m.key, value=m.value, timestamp=None, headers=m.headers) is None:
+                        raise SynthstreamError(f"a record of {len(m.value)} bytes does not fit an empty batch")
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
     async def send(self, topic: str, message: OutMessage) -> None:

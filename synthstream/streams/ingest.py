@@ -195,9 +195,11 @@ class IngestStage:
         if self.redacted_topic is not None and self.encode_redacted is not None and redacted:
             values = self.encode_redacted(redacted)
             keys = [stable_event_id(r.topic, r.partition, r.offset).encode() for r in sources]
-            await self.producer.send_batch(
-                self.redacted_topic, [OutMessage(value=v, key=k) for v, k in zip(values, keys, strict=True)]
-            )
+            # Each redacted record keeps its source partition: per-partition order carries over.
+            messages = [
+                OutMessage(value=v, key=k, partition=r.partition) for v, k, r in zip(values, keys, sources, strict=True)
+            ]
+            await self.producer.send_batch(self.redacted_topic, messages)
         self.buffer.extend(redacted)
         for observer in self.observers:
             await observer.observe(redacted, sources)
