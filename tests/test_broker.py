@@ -11,6 +11,7 @@ from synthstream.connectors.broker import EmbeddedBroker, resolve_broker_binary
 from synthstream.connectors.kafka import BatchConsumer, OutMessage, Producer, ensure_topics
 from synthstream.errors import BrokerError
 from synthstream.settings import KafkaSettings
+from tests.helpers import read_topic
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -70,3 +71,31 @@ def test_broker_that_dies_at_start_is_reported(tmp_path: Path):
     fake.chmod(0o755)
     with pytest.raises(BrokerError, match="exited with code 3"):
         EmbeddedBroker(binary=fake).start()
+
+
+async def test_send_batch_places_records_by_hint_then_key_and_keeps_their_order(kafka, names):
+    """Partition hints (mod the partition count) win; keyed records land where librdkafka's murmur2 puts them."""
+    from confluent_kafka import Producer as RdProducer
+
+    topic, reference = names.topic("parts"), names.topic("parts-rd")
+    await ensure_topics(kafka, [topic, reference], partitions=3)
+    hinted = [OutMessage(value=f"h{i}".encode(), partition=i % 5, headers=[("n", str(i).encode())]) for i in range(90)]
+    keyed = [OutMessage(value=f"k{i}".encode(), key=f"key-{i}".encode()) for i in range(90)]
+    async with Producer(kafka) as producer:
+        await producer.send_batch(topic, hinted + keyed)
+    got = {r.value: r for r in await read_topic(kafka, topic)}
+    assert len(got) == 180
+    for i in range(90):
+        record = got[f"h{i}".encode()]
+        assert record.partition == (i % 5) % 3 and record.headers == (("n", str(i).encode()),)
+    # Within a partition the hinted records keep the order they were given.
+    for partition in range(3):
+        offsets = [got[f"h{i}".encode()].offset for i in range(90) if (i % 5) % 3 == partition]
+        assert offsets == sorted(offsets)
+    rd = RdProducer({"bootstrap.servers": kafka.bootstrap_servers, "partitioner": "murmur2_random"})
+    for i in range(90):
+        rd.produce(reference, value=b"x", key=f"key-{i}".encode())
+    assert rd.flush(30) == 0
+    expected = {r.key: r.partition for r in await read_topic(kafka, reference)}
+    assert {got[f"k{i}".encode()].partition for i in range(90)} == {0, 1, 2}
+    assert all(got[f"k{i}".encode()].partition == expected[f"key-{i}".encode()] for i in range(90))
