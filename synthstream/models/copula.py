@@ -54,6 +54,7 @@ from numpy.typing import NDArray
 from scipy.special import ndtr, ndtri
 
 from synthstream.errors import ModelError, NotFittedError
+from synthstream.models.params import check_int
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
 __all__ = ["GaussianCopulaGenerator"]
@@ -439,9 +440,9 @@ class GaussianCopulaGenerator:
     def __init__(
         self, seed: int = 0, max_categories: int = 1000, n_quantiles: int = 1001, shrinkage: float = 0.0
     ) -> None:
-        _check_int("seed", seed, 0, 2**63 - 1)
-        _check_int("max_categories", max_categories, 1, 1_000_000)
-        _check_int("n_quantiles", n_quantiles, 2, 1_000_000)
+        check_int("seed", seed, 0, 2**63 - 1)
+        check_int("max_categories", max_categories, 1, 1_000_000)
+        check_int("n_quantiles", n_quantiles, 2, 1_000_000)
         if isinstance(shrinkage, bool) or not isinstance(shrinkage, int | float) or not 0.0 <= shrinkage < 1.0:
             raise ValueError(f"shrinkage must be a float in [0, 1); got {shrinkage!r}")
         self.seed = seed
@@ -513,9 +514,9 @@ class GaussianCopulaGenerator:
         """
         if self._schema is None:
             raise NotFittedError(f"{type(self).__name__} must be fitted before sampling")
-        _check_int("n", n, 0, 2**40)
+        check_int("n", n, 0, 2**40)
         if seed is not None:
-            _check_int("seed", seed, 0, 2**63 - 1)
+            check_int("seed", seed, 0, 2**63 - 1)
             self._rng = np.random.default_rng(seed)
         rng = self._rng
         latent = rng.standard_normal((n, self._chol.shape[0])) @ self._chol.T
@@ -531,11 +532,6 @@ class GaussianCopulaGenerator:
         columns = self.sample_columns(n, seed=seed)
         names = list(columns)
         return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}]; got {value!r}")
 
 
 def _as_frame(records: Sequence[Mapping[str, Any]] | pd.DataFrame, schema: RecordSchema) -> pd.DataFrame:

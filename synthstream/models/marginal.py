@@ -56,6 +56,7 @@ from synthstream.models.encoding import (
     encode_frame,
     modelled_fields,
 )
+from synthstream.models.params import check_int
 from synthstream.models.pgm import (
     Measurement,
     estimate,
@@ -79,20 +80,14 @@ Codec = LabelCodec | BinCodec
 _log = get_logger("models.marginal")
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}]; got {value!r}")
-    return int(value)
-
-
 class _MarginalModel:
     """What the three generators share: codecs, the fitted PGM's sampling plan, sampling."""
 
     name: ClassVar[str] = "marginal"
 
     def __init__(self, seed: int, iters: int) -> None:
-        self.seed = _check_int("seed", seed, 0, 2**63 - 1)
-        self.iters = _check_int("iters", iters, 1, 1_000_000)
+        self.seed = check_int("seed", seed, 0, 2**63 - 1)
+        self.iters = check_int("iters", iters, 1, 1_000_000)
         self._schema: RecordSchema | None = None
         self._codecs: list[Codec] = []
         self._plan: Any = None
@@ -187,9 +182,9 @@ class _MarginalModel:
         """``n`` synthetic rows as ``{field: values}`` (canonical values; the fast path)."""
         if self._schema is None or self._plan is None or self._side is None:
             raise NotFittedError(f"{type(self).__name__} must be fitted before sampling")
-        _check_int("n", n, 0, 2**40)
+        check_int("n", n, 0, 2**40)
         if seed is not None:
-            _check_int("seed", seed, 0, 2**63 - 1)
+            check_int("seed", seed, 0, 2**63 - 1)
             self._rng = np.random.default_rng(seed)
         rng = self._rng
         columns = [c.name for c in self._codecs]
@@ -262,8 +257,8 @@ class _BudgetedModel(_MarginalModel):
         if dp is None:
             raise ValueError(f"{self.name} is a DP generator: give dp=DPContext(...) (its ledger and budget)")
         self.dp = dp
-        self.bins = _check_int("bins", bins, 1, 10_000)
-        self.max_categories = _check_int("max_categories", max_categories, 1, 1_000_000)
+        self.bins = check_int("bins", bins, 1, 10_000)
+        self.max_categories = check_int("max_categories", max_categories, 1, 1_000_000)
         if not 0 <= domain_share < 1:
             raise ValueError(f"domain_share must be in [0, 1); got {domain_share!r}")
         self.domain_share = float(domain_share)
@@ -407,13 +402,13 @@ class AIMGenerator(_BudgetedModel):
             bounds=bounds,
             labels=labels,
         )
-        self.degree = _check_int("degree", degree, 1, 5)
-        self.max_cells = _check_int("max_cells", max_cells, 1, 10**9)
-        self.rounds = None if rounds is None else _check_int("rounds", rounds, 1, 100_000)
+        self.degree = check_int("degree", degree, 1, 5)
+        self.max_cells = check_int("max_cells", max_cells, 1, 10**9)
+        self.rounds = None if rounds is None else check_int("rounds", rounds, 1, 100_000)
         if not max_model_size > 0:
             raise ValueError("max_model_size must be positive")
         self.max_model_size = float(max_model_size)
-        self.round_iters = _check_int("round_iters", round_iters, 1, 1_000_000)
+        self.round_iters = check_int("round_iters", round_iters, 1, 1_000_000)
         self.rounds_: int = 0
 
     def __repr__(self) -> str:
@@ -653,7 +648,7 @@ class StreamMarginalGenerator(_MarginalModel):
             raise ValueError("the from-the-stream model needs ledger_path and stream (where the marginals are)")
         self.ledger_path = ledger_path
         self.stream = stream
-        self.last_windows = _check_int("last_windows", last_windows, 1, 10**9)
+        self.last_windows = check_int("last_windows", last_windows, 1, 10**9)
         self.windows_: tuple[int, int] | None = None
 
     def __repr__(self) -> str:

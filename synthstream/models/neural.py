@@ -64,6 +64,7 @@ from synthstream.models.encoding import (
     modelled_fields,
 )
 from synthstream.models.neural_nn import ColumnAR
+from synthstream.models.params import check_float, check_int
 from synthstream.privacy.accounting import Spend
 from synthstream.privacy.ledger import BudgetExceeded, Release
 from synthstream.schemas.record import RecordSchema
@@ -79,18 +80,6 @@ MEASURED: dict[str, dict[str, float]] = {}
 
 _SAMPLE_CHUNK = 65_536
 _log = get_logger("models.neural")
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}]; got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= float(value) <= high:
-        raise ValueError(f"{name} must be a number in [{low}, {high}]; got {value!r}")
-    return float(value)
 
 
 class NeuralGenerator:
@@ -131,28 +120,28 @@ class NeuralGenerator:
         bounds: Mapping[str, tuple[float, float]] | None = None,
         labels: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        self.seed = _check_int("seed", seed, 0, 2**63 - 1)
-        self.epochs = _check_int("epochs", epochs, 1, 100_000)
-        self.warm_start_epochs = _check_int("warm_start_epochs", warm_start_epochs, 1, 100_000)
-        self.batch_size = _check_int("batch_size", batch_size, 1, 1_000_000)
-        self.learning_rate = _check_float("learning_rate", learning_rate, 1e-7, 10.0)
-        self.hidden = _check_int("hidden", hidden, 2, 65_536)
-        self.layers = _check_int("layers", layers, 1, 16)
-        self.embedding_cap = _check_int("embedding_cap", embedding_cap, 2, 1024)
-        self.dropout = _check_float("dropout", dropout, 0.0, 0.9)
-        self.max_exact = _check_int("max_exact", max_exact, 1, 100_000)
-        self.bins = _check_int("bins", bins, 1, 100_000)
-        self.max_categories = _check_int("max_categories", max_categories, 1, 1_000_000)
+        self.seed = check_int("seed", seed, 0, 2**63 - 1)
+        self.epochs = check_int("epochs", epochs, 1, 100_000)
+        self.warm_start_epochs = check_int("warm_start_epochs", warm_start_epochs, 1, 100_000)
+        self.batch_size = check_int("batch_size", batch_size, 1, 1_000_000)
+        self.learning_rate = check_float("learning_rate", learning_rate, 1e-7, 10.0)
+        self.hidden = check_int("hidden", hidden, 2, 65_536)
+        self.layers = check_int("layers", layers, 1, 16)
+        self.embedding_cap = check_int("embedding_cap", embedding_cap, 2, 1024)
+        self.dropout = check_float("dropout", dropout, 0.0, 0.9)
+        self.max_exact = check_int("max_exact", max_exact, 1, 100_000)
+        self.bins = check_int("bins", bins, 1, 100_000)
+        self.max_categories = check_int("max_categories", max_categories, 1, 1_000_000)
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be one of auto, cpu, cuda; got {device!r}")
         self.device: Device = device
         self.dp = dp
-        self.dp_batch_size = _check_int("dp_batch_size", dp_batch_size, 1, 1_000_000)
-        self.dp_max_grad_norm = _check_float("dp_max_grad_norm", dp_max_grad_norm, 1e-6, 1e6)
-        self.dp_bins = _check_int("dp_bins", dp_bins, 1, 10_000)
-        self.dp_domain_share = _check_float("dp_domain_share", dp_domain_share, 0.0, 0.9)
+        self.dp_batch_size = check_int("dp_batch_size", dp_batch_size, 1, 1_000_000)
+        self.dp_max_grad_norm = check_float("dp_max_grad_norm", dp_max_grad_norm, 1e-6, 1e6)
+        self.dp_bins = check_int("dp_bins", dp_bins, 1, 10_000)
+        self.dp_domain_share = check_float("dp_domain_share", dp_domain_share, 0.0, 0.9)
         self.secure_noise = bool(secure_noise)
-        self.threads = None if threads is None else _check_int("threads", threads, 1, 1024)
+        self.threads = None if threads is None else check_int("threads", threads, 1, 1024)
         self.bounds = dict(bounds or {})
         self.labels = {k: list(v) for k, v in (labels or {}).items()}
         self._schema: RecordSchema | None = None
@@ -476,9 +465,9 @@ class NeuralGenerator:
         """``n`` synthetic rows as ``{field: values}`` (canonical values; the fast path)."""
         if self._schema is None or self._net is None or self._side is None:
             raise NotFittedError(f"{type(self).__name__} must be fitted before sampling")
-        _check_int("n", n, 0, 2**40)
+        check_int("n", n, 0, 2**40)
         if seed is not None:
-            _check_int("seed", seed, 0, 2**63 - 1)
+            check_int("seed", seed, 0, 2**63 - 1)
             self._rng = np.random.default_rng(seed)
         rng = self._rng
         net, device = self._sampling_net()

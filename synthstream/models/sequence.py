@@ -81,6 +81,7 @@ from synthstream.config import SequenceConfig
 from synthstream.errors import ModelError, NotFittedError
 from synthstream.log import get_logger
 from synthstream.models.copula import GaussianCopulaGenerator
+from synthstream.models.params import check_int
 from synthstream.models.sequence_codecs import (
     DAY_US,
     MONDAY_US,
@@ -157,12 +158,6 @@ class _Prepared:
     lengths: torch.Tensor
     n_sequences: int
     n_events: int
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}]; got {value!r}")
-    return int(value)
 
 
 def _check_float(name: str, value: Any, low: float, high: float, *, allow_none: bool = False) -> float | None:
@@ -291,20 +286,20 @@ class SequenceGenerator:
         self.time_field = time_field
         self.static_fields = tuple(static_fields)
         self.period: Period = _choice("period", period, PERIODS)
-        self.seed = _check_int("seed", seed, 0, 2**63 - 1)
+        self.seed = check_int("seed", seed, 0, 2**63 - 1)
         self.backbone: Backbone = _choice("backbone", backbone, BACKBONES)
-        self.hidden_size = _check_int("hidden_size", hidden_size, 4, 4096)
-        self.layers = _check_int("layers", layers, 1, 12)
-        self.head_units = _check_int("head_units", head_units, 2, 1024)
-        self.mixture_components = _check_int("mixture_components", mixture_components, 1, 64)
-        self.epochs = _check_int("epochs", epochs, 1, 100_000)
-        self.warm_start_epochs = _check_int("warm_start_epochs", warm_start_epochs, 1, 100_000)
-        self.batch_size = _check_int("batch_size", batch_size, 1, 1_000_000)
+        self.hidden_size = check_int("hidden_size", hidden_size, 4, 4096)
+        self.layers = check_int("layers", layers, 1, 12)
+        self.head_units = check_int("head_units", head_units, 2, 1024)
+        self.mixture_components = check_int("mixture_components", mixture_components, 1, 64)
+        self.epochs = check_int("epochs", epochs, 1, 100_000)
+        self.warm_start_epochs = check_int("warm_start_epochs", warm_start_epochs, 1, 100_000)
+        self.batch_size = check_int("batch_size", batch_size, 1, 1_000_000)
         self.learning_rate = float(_check_float("learning_rate", learning_rate, 0.0, 10.0) or 0.0)
-        self.train_length = _check_int("train_length", train_length, 2, 1_000_000)
-        self.tbptt = _check_int("tbptt", tbptt, 1, 1_000_000)
-        self.max_categories = _check_int("max_categories", max_categories, 2, 100_000)
-        self.n_quantiles = _check_int("n_quantiles", n_quantiles, 8, 100_000)
+        self.train_length = check_int("train_length", train_length, 2, 1_000_000)
+        self.tbptt = check_int("tbptt", tbptt, 1, 1_000_000)
+        self.max_categories = check_int("max_categories", max_categories, 2, 100_000)
+        self.n_quantiles = check_int("n_quantiles", n_quantiles, 8, 100_000)
         self.device: Device = _choice("device", device, DEVICES)
         self.dp_noise_multiplier = _check_float("dp_noise_multiplier", dp_noise_multiplier, 0.0, 1e6, allow_none=True)
         self.dp_target_epsilon = _check_float("dp_target_epsilon", dp_target_epsilon, 0.0, 1e6, allow_none=True)
@@ -312,7 +307,7 @@ class SequenceGenerator:
             raise ValueError("give dp_noise_multiplier or dp_target_epsilon, not both")
         self.dp_delta = float(_check_float("dp_delta", dp_delta, 0.0, 1.0) or 0.0)
         self.dp_max_grad_norm = float(_check_float("dp_max_grad_norm", dp_max_grad_norm, 0.0, 1e6) or 0.0)
-        self.threads = None if threads is None else _check_int("threads", threads, 1, 1024)
+        self.threads = None if threads is None else check_int("threads", threads, 1, 1024)
         # fitted state
         self._schema: RecordSchema | None = None
         self._layout: list[FieldLayout] = []
@@ -918,7 +913,7 @@ class SequenceGenerator:
 
     def _restart(self, seed: int | None) -> np.random.Generator:
         if seed is not None:
-            _check_int("seed", seed, 0, 2**63 - 1)
+            check_int("seed", seed, 0, 2**63 - 1)
             self._rng = np.random.default_rng(seed)
         return self._rng
 
@@ -944,7 +939,7 @@ class SequenceGenerator:
         """
         if self._schema is None:
             raise NotFittedError(f"{type(self).__name__} must be fitted before sampling")
-        _check_int("n_entities", n_entities, 0, 2**31)
+        check_int("n_entities", n_entities, 0, 2**31)
         if start is not None and after is not None:
             raise ValueError("give start or after, not both")
         rng = self._restart(seed)
@@ -953,9 +948,9 @@ class SequenceGenerator:
         if lengths is None:
             sizes = self._arrival.sample_lengths(n_entities, rng)
         elif isinstance(lengths, int):
-            sizes = np.full(n_entities, _check_int("lengths", lengths, 1, 2**31), dtype=np.int64)
+            sizes = np.full(n_entities, check_int("lengths", lengths, 1, 2**31), dtype=np.int64)
         else:
-            sizes = np.asarray([_check_int("lengths", v, 1, 2**31) for v in lengths], dtype=np.int64)
+            sizes = np.asarray([check_int("lengths", v, 1, 2**31) for v in lengths], dtype=np.int64)
             if sizes.size != n_entities:
                 raise ValueError("lengths must give one length per entity")
         if start is not None:
@@ -1067,7 +1062,7 @@ class SequenceGenerator:
         """Return ``n`` synthetic events: whole entities, one after another, cut at ``n``."""
         if self._schema is None:
             raise NotFittedError(f"{type(self).__name__} must be fitted before sampling")
-        _check_int("n", n, 0, 2**40)
+        check_int("n", n, 0, 2**40)
         self._restart(seed)
         out: list[Record] = []
         while len(out) < n:
