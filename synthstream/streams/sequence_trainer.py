@@ -34,12 +34,15 @@ from synthstream.privacy.ledger import BudgetExceeded, PrivacyLedger, Release
 from synthstream.processors.sequences import EntitySequences, SlidingWindows
 from synthstream.schemas.events import EventSerde, ModelLifecycleEvent, stable_event_id
 from synthstream.schemas.record import RecordSchema
+from synthstream.streams.trainer import BackgroundFits, trigger_fired
 
 __all__ = ["SequenceScheduler"]
 
 
-class SequenceScheduler:
+class SequenceScheduler(BackgroundFits):
     """Decides when to refit the sequence model, fits it in ``executor``, charges DP spend, promotes."""
+
+    _task_name = "sequence-retrain"
 
     def __init__(
         self,
@@ -77,44 +80,25 @@ class SequenceScheduler:
         self.exhausted: str | None = None
         self._accepted_at_last_fit = 0
         self._last_fit_at = time.monotonic()
-        self._task: asyncio.Task[ModelVersion | None] | None = None
+        self._task = None
         self._log = get_logger("sequence_trainer", stream=stream)
 
     def __repr__(self) -> str:
         return f"SequenceScheduler(stream={self.stream!r}, registry={self.registry.stream!r})"
 
-    @property
-    def busy(self) -> bool:
-        """Whether a fit is running."""
-        return self._task is not None and not self._task.done()
-
     def due(self) -> bool:
         """Whether a trigger fired and enough sequences are held."""
         if self.busy or self.exhausted is not None:
             return False
-        new_events = self.state.counters.accepted - self._accepted_at_last_fit
-        if new_events <= 0 or len(self.state) < self.config.min_sequences:
+        if len(self.state) < self.config.min_sequences:
             return False
-        if self.versions_trained == 0:
-            return True
-        by_count = self.training.every_records is not None and new_events >= self.training.every_records
-        by_time = (
-            self.training.every_seconds is not None
-            and time.monotonic() - self._last_fit_at >= self.training.every_seconds
+        return trigger_fired(
+            self.state.counters.accepted - self._accepted_at_last_fit,
+            self.versions_trained,
+            self._last_fit_at,
+            self.training.every_records,
+            self.training.every_seconds,
         )
-        return by_count or by_time
-
-    def maybe_start(self) -> bool:
-        """Start a fit in the background if one is due; return whether it started."""
-        if not self.due():
-            return False
-        self._task = asyncio.create_task(self.retrain(), name=f"sequence-retrain-{self.stream}")
-        return True
-
-    async def wait_idle(self) -> None:
-        """Wait for a running fit to finish (its errors are logged, not raised)."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def retrain(self) -> ModelVersion | None:
         """Fit one version from the keyed state's snapshot, charge its DP spend, register and promote it."""

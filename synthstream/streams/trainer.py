@@ -105,7 +105,60 @@ def exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-class RetrainScheduler:
+def trigger_fired(
+    new: int, fits_done: int, last_fit_at: float, every_records: int | None, every_seconds: float | None
+) -> bool:
+    """The retrain trigger both schedulers use.
+
+    The first fit comes as soon as there is new data, later ones after ``every_records`` new
+    records or ``every_seconds`` since the last fit (``time.monotonic``).
+    """
+    if new <= 0:
+        return False
+    if fits_done == 0:
+        return True
+    by_count = every_records is not None and new >= every_records
+    by_time = every_seconds is not None and time.monotonic() - last_fit_at >= every_seconds
+    return by_count or by_time
+
+
+class BackgroundFits:
+    """At most one fit at a time as a background task: ``busy``, ``maybe_start``, ``wait_idle``.
+
+    Subclasses say when a fit is ``due`` and how to ``retrain``.
+    """
+
+    stream: str
+    _task: asyncio.Task[ModelVersion | None] | None = None
+    _task_name: str = "retrain"
+
+    def due(self) -> bool:
+        """Whether a fit should start now."""
+        raise NotImplementedError
+
+    async def retrain(self) -> ModelVersion | None:
+        """Run one fit; the new version, or None when nothing was trained."""
+        raise NotImplementedError
+
+    @property
+    def busy(self) -> bool:
+        """Whether a fit is running."""
+        return self._task is not None and not self._task.done()
+
+    def maybe_start(self) -> bool:
+        """Start a fit in the background if one is due; return whether it started."""
+        if not self.due():
+            return False
+        self._task = asyncio.create_task(self.retrain(), name=f"{self._task_name}-{self.stream}")
+        return True
+
+    async def wait_idle(self) -> None:
+        """Wait for a running fit to finish (its errors are logged, not raised)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class RetrainScheduler(BackgroundFits):
     """Decides when to retrain, runs the fit in ``executor``, registers and promotes.
 
     ``ledger`` (the pipeline's privacy ledger) is needed by DP generators and ``aim_stream``;
@@ -157,16 +210,11 @@ class RetrainScheduler:
         self._requested: str | None = None
         self._seen_at_last_fit = 0
         self._last_fit_at = time.monotonic()
-        self._task: asyncio.Task[ModelVersion | None] | None = None
+        self._task = None
         self._log = get_logger("trainer", stream=stream)
 
     def __repr__(self) -> str:
         return f"RetrainScheduler(stream={self.stream!r}, generator={self.config.generator!r})"
-
-    @property
-    def busy(self) -> bool:
-        """Whether a fit is running."""
-        return self._task is not None and not self._task.done()
 
     def due(self) -> bool:
         """Whether a trigger fired and there is enough data to train."""
@@ -176,33 +224,18 @@ class RetrainScheduler:
             return False  # the gate cannot judge a version yet (e.g. the audit's control set is too small)
         if self._requested is not None:
             return True
-        new_records = self.buffer.total_seen - self._seen_at_last_fit
-        if new_records <= 0:
-            return False
-        if self.versions_trained == 0:
-            return True
-        by_count = self.config.every_records is not None and new_records >= self.config.every_records
-        by_time = (
-            self.config.every_seconds is not None and time.monotonic() - self._last_fit_at >= self.config.every_seconds
+        return trigger_fired(
+            self.buffer.total_seen - self._seen_at_last_fit,
+            self.versions_trained,
+            self._last_fit_at,
+            self.config.every_records,
+            self.config.every_seconds,
         )
-        return by_count or by_time
 
     def request(self, reason: str) -> None:
         """Ask for a retrain as soon as enough data is buffered (e.g. after a drift event)."""
         self._requested = reason
         self._log.info("training.requested", reason=reason)
-
-    def maybe_start(self) -> bool:
-        """Start a fit in the background if one is due; return whether it started."""
-        if not self.due():
-            return False
-        self._task = asyncio.create_task(self.retrain(), name=f"retrain-{self.stream}")
-        return True
-
-    async def wait_idle(self) -> None:
-        """Wait for a running fit to finish (its errors are logged, not raised)."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
 
     # -- one retrain -----------------------------------------------------------------------------
 
