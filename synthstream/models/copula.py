@@ -54,6 +54,7 @@ from numpy.typing import NDArray
 from scipy.special import ndtr, ndtri
 
 from synthstream.errors import ModelError, NotFittedError
+from synthstream.models.encoding import column_frame
 from synthstream.models.params import check_int
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
@@ -535,19 +536,8 @@ class GaussianCopulaGenerator:
 
 
 def _as_frame(records: Sequence[Mapping[str, Any]] | pd.DataFrame, schema: RecordSchema) -> pd.DataFrame:
-    """Turn the training data into a frame with exactly the schema's columns; ModelError if unusable."""
-    names = schema.field_names
-    if isinstance(records, pd.DataFrame):
-        missing = [n for n in names if n not in records.columns]
-        if missing:
-            raise ModelError(f"training frame lacks schema fields {missing}")
-        frame = records.loc[:, names].reset_index(drop=True)
-    else:
-        required = set(names)
-        for i, record in enumerate(records):
-            if not required <= record.keys():
-                raise ModelError(f"record {i} lacks schema fields {sorted(required - record.keys())}")
-        frame = pd.DataFrame.from_records(list(records), columns=names)
+    """The schema's columns of the training data (:func:`~synthstream.models.encoding.column_frame`), never empty."""
+    frame = column_frame(records, schema)
     if len(frame) == 0:
         raise ModelError("cannot fit a generator on zero records")
     return frame

@@ -81,6 +81,7 @@ from synthstream.config import SequenceConfig
 from synthstream.errors import ModelError, NotFittedError
 from synthstream.log import get_logger
 from synthstream.models.copula import GaussianCopulaGenerator
+from synthstream.models.encoding import column_frame
 from synthstream.models.params import check_int
 from synthstream.models.sequence_codecs import (
     DAY_US,
@@ -1221,18 +1222,8 @@ def _entity_value(entity_id: str, ftype: FieldType) -> Any:
 
 
 def _as_frame(records: Sequence[Mapping[str, Any]] | pd.DataFrame, schema: RecordSchema) -> pd.DataFrame:
-    names = schema.field_names
-    if isinstance(records, pd.DataFrame):
-        missing = [n for n in names if n not in records.columns]
-        if missing:
-            raise ModelError(f"training frame lacks schema fields {missing}")
-        frame = records.loc[:, names].reset_index(drop=True)
-    else:
-        required = set(names)
-        for i, record in enumerate(records):
-            if not required <= record.keys():
-                raise ModelError(f"record {i} lacks schema fields {sorted(required - record.keys())}")
-        frame = pd.DataFrame.from_records(list(records), columns=names)
+    """The schema's columns of the training data (:func:`~synthstream.models.encoding.column_frame`), never empty."""
+    frame = column_frame(records, schema)
     if len(frame) == 0:
         raise ModelError("cannot fit a sequence generator on zero records")
     return frame
