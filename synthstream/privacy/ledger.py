@@ -319,33 +319,13 @@ class PrivacyLedger:
                     )
                 previous = _sum_windows(con, stream, scope, unit, window_index - w + 1, window_index)
                 after = previous + spend
-                problem = _over_budget(after, budget)
-                if problem:
-                    _refuse(con, stream, scope, unit, window_index, spend, problem, now)
-                    con.execute("COMMIT")
-                    raise BudgetExceeded(stream, scope, unit, window_index, problem)
-                con.executemany(
-                    "INSERT INTO releases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        [
-                            f"{stream}/{scope}/{unit}/{window_index}/{r.query}",
-                            stream,
-                            scope,
-                            unit,
-                            window_index,
-                            window_start,
-                            window_end,
-                            r.query,
-                            r.mechanism,
-                            r.spend.rho,
-                            r.spend.epsilon,
-                            r.spend.delta,
-                            r.sensitivity,
-                            r.noise_std,
-                            now,
-                        ]
-                        for r in releases
-                    ],
+                _check_budget(con, (stream, scope, unit), window_index, spend, after, budget, now)
+                _insert_releases(
+                    con,
+                    (stream, scope, unit),
+                    (window_index, window_start, window_end),
+                    [(f"{stream}/{scope}/{unit}/{window_index}/{r.query}", r) for r in releases],
+                    now,
                 )
                 if payload is not None:
                     con.execute(
@@ -411,33 +391,14 @@ class PrivacyLedger:
                     con.execute("COMMIT")
                     return total
                 after = total + spend
-                problem = _over_budget(after, budget) if budget is not None else ""
-                if problem:
-                    _refuse(con, stream, scope, unit, None, spend, problem, now)
-                    con.execute("COMMIT")
-                    raise BudgetExceeded(stream, scope, unit, None, problem)
-                con.executemany(
-                    "INSERT INTO releases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        [
-                            f"{stream}/{scope}/{unit}/{key}/{i}:{r.query}",
-                            stream,
-                            scope,
-                            unit,
-                            None,
-                            None,
-                            None,
-                            r.query,
-                            r.mechanism,
-                            r.spend.rho,
-                            r.spend.epsilon,
-                            r.spend.delta,
-                            r.sensitivity,
-                            r.noise_std,
-                            now,
-                        ]
-                        for i, r in enumerate(releases)
-                    ],
+                if budget is not None:
+                    _check_budget(con, (stream, scope, unit), None, spend, after, budget, now)
+                _insert_releases(
+                    con,
+                    (stream, scope, unit),
+                    (None, None, None),
+                    [(f"{stream}/{scope}/{unit}/{key}/{i}:{r.query}", r) for i, r in enumerate(releases)],
+                    now,
                 )
                 con.execute("COMMIT")
             except BudgetExceeded:
@@ -673,6 +634,53 @@ def _insert_domain(con: duckdb.DuckDBPyConnection, stream: str, domain: DomainRo
             list(domain.edges) if domain.edges is not None else None,
             domain.source,
             now,
+        ],
+    )
+
+
+def _check_budget(
+    con: duckdb.DuckDBPyConnection,
+    where: tuple[str, str, str],
+    window_index: int | None,
+    spend: Spend,
+    after: Spend,
+    budget: Spend,
+    now: datetime,
+) -> None:
+    """Inside the release transaction: record a refusal, commit it and raise when ``after`` passes ``budget``."""
+    problem = _over_budget(after, budget)
+    if problem:
+        stream, scope, unit = where
+        _refuse(con, stream, scope, unit, window_index, spend, problem, now)
+        con.execute("COMMIT")
+        raise BudgetExceeded(stream, scope, unit, window_index, problem)
+
+
+def _insert_releases(
+    con: duckdb.DuckDBPyConnection,
+    where: tuple[str, str, str],
+    window: tuple[int | None, datetime | None, datetime | None],
+    releases: Sequence[tuple[str, Release]],
+    now: datetime,
+) -> None:
+    """Append ``(row id, release)`` rows of one stream/scope/unit and window (None: not windowed)."""
+    con.executemany(
+        "INSERT INTO releases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            [
+                row_id,
+                *where,
+                *window,
+                r.query,
+                r.mechanism,
+                r.spend.rho,
+                r.spend.epsilon,
+                r.spend.delta,
+                r.sensitivity,
+                r.noise_std,
+                now,
+            ]
+            for row_id, r in releases
         ],
     )
 
