@@ -28,7 +28,7 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: setup system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check synthstream tests benchmarks

@@ -33,21 +33,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import machine, median, target, versions, write_result
+from benchmarks.common import dataset, machine, median, target, versions, write_result
 from synthstream.config import AuditConfig
 from synthstream.connectors.files import records_from_frame
 from synthstream.models.training import GENERATORS, make_generator
 from synthstream.processors.auditor import Auditor, AuditReport, warm_up_audit
 from synthstream.processors.buffer import TrainingBuffer
 from synthstream.schemas.record import RecordSchema
-from tests.helpers import adult_schema, shared
+from tests.helpers import adult_schema
 
 SYNTHETIC_ROWS = 10_000
 Sampler = Callable[[int, int], pd.DataFrame]  # (rows, seed) -> synthetic frame
 
 
 def load(n: int) -> tuple[RecordSchema, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    frame = pd.read_csv(shared("adult/adult_train_ctgan.csv"), skipinitialspace=True).replace("?", np.nan)
+    frame = pd.read_csv(dataset("adult/adult_train_ctgan.csv"), skipinitialspace=True).replace("?", np.nan)
     schema = adult_schema(frame)
     order = np.random.default_rng(0).permutation(len(frame))
     parts = [frame.iloc[order[i * n : (i + 1) * n]].reset_index(drop=True) for i in range(3)]

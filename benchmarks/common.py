@@ -16,6 +16,22 @@ import psutil
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+#: The full public datasets the benchmarks read. They are not part of the repository (the tests use
+#: the small copies in ``tests/fixtures``): set ``SYNTHSTREAM_DATA`` to their folder; the default is
+#: ``../shared/data`` beside the checkout. Its layout and provenance: ``tests/fixtures/README.md``.
+DATA = Path(os.environ.get("SYNTHSTREAM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def dataset(relative: str) -> Path:
+    """A file or folder of the full benchmark datasets; exits with one clear line when it is missing."""
+    path = DATA / relative
+    if not path.exists():
+        raise SystemExit(
+            f"benchmark data {path} is missing: set SYNTHSTREAM_DATA to the folder of the full datasets "
+            "(default ../shared/data beside the checkout)"
+        )
+    return path
+
 
 def machine() -> dict[str, Any]:
     return {

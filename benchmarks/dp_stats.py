@@ -40,11 +40,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from benchmarks.common import machine, median, target, versions, write_result
+from benchmarks.common import dataset, machine, median, target, versions, write_result
 from synthstream.privacy.accounting import Spend, epsilon_to_rho
 from synthstream.processors.dp_release import release_window
 from synthstream.processors.windows import Attribute, ClosedWindow, Discretizer, WindowAggregator
-from tests.helpers import shared
 
 EPSILONS = (0.1, 1.0, 10.0)
 DELTA = 1e-6
@@ -58,13 +57,13 @@ TX_PAIRS = (("category", "gender"), ("category", "is_fraud"))
 
 
 def _adult() -> tuple[list[dict[str, Any]], list[int]]:
-    frame = pd.read_csv(shared("adult/adult_train_ctgan.csv"), skipinitialspace=True)
+    frame = pd.read_csv(dataset("adult/adult_train_ctgan.csv"), skipinitialspace=True)
     rows = frame.to_dict("records")
     return rows, [i * 30 for i in range(len(rows))]
 
 
 def _transactions() -> tuple[list[dict[str, Any]], list[int]]:
-    frame = pd.read_csv(shared("transactions/fraudTrain_prefix.csv"))
+    frame = pd.read_csv(dataset("transactions/fraudTrain_prefix.csv"))
     frame["is_fraud"] = frame["is_fraud"].astype(str)
     times = (pd.to_datetime(frame["trans_date_trans_time"], utc=True).astype("int64") // 1_000_000).tolist()
     return frame.to_dict("records"), times

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from river import drift as river_drift
 
-from benchmarks.common import machine, median, target, versions, write_result
+from benchmarks.common import dataset, machine, median, target, versions, write_result
 from synthstream.config import PipelineConfig, parse_pipeline_config
 from synthstream.connectors.broker import EmbeddedBroker
 from synthstream.connectors.files import read_table, records_from_frame
@@ -63,7 +63,7 @@ from synthstream.streams.drift import PROFILE_ARTIFACT, DriftStage
 from synthstream.streams.pipeline import Pipeline
 from synthstream.streams.publisher import HEADER_MODEL_VERSION
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = dataset(".")  # SYNTHSTREAM_DATA, default ../shared/data
 NAB = DATA / "nab"
 SERIES = [
     "machine_temperature_system_failure",

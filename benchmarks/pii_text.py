@@ -33,10 +33,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from benchmarks.common import machine, median, target, versions, write_result
+from benchmarks.common import dataset, machine, median, target, versions, write_result
 from synthstream.processors.pii.ner import CUES, TextAnalyzer, load_nlp, spacy_model_path
 from synthstream.processors.pii.types import Finding
-from tests.helpers import shared
 
 Span = tuple[str, int, int]  # (common type, start, end)
 
@@ -107,7 +106,7 @@ ABLATION_TYPES = ("PERSON", "LOCATION", "DATE_TIME", "PHONE_NUMBER", "ZIP_CODE",
 
 def load_dataset(limit: int | None = None) -> list[tuple[str, list[Span]]]:
     """(text, gold spans mapped to common types) for the first ``limit`` samples."""
-    raw = json.loads(shared("pii/presidio_synth_dataset_v2.json").read_text())
+    raw = json.loads(dataset("pii/presidio_synth_dataset_v2.json").read_text())
     out = []
     for sample in raw[:limit]:
         gold = [

@@ -69,8 +69,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import machine, median, target, versions, write_result
-from tests.helpers import shared
+from benchmarks.common import dataset, machine, median, target, versions, write_result
 
 COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation", "relationship",
@@ -105,8 +104,8 @@ class Settings:
 
 def load(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Adult train and test, as the data README says to read them."""
-    train = pd.read_csv(shared("adult/adult_train_ctgan.csv"), skipinitialspace=True)[COLUMNS]
-    test = pd.read_csv(shared("adult/adult_test_uci.csv"), header=None, names=COLUMNS, skipinitialspace=True)
+    train = pd.read_csv(dataset("adult/adult_train_ctgan.csv"), skipinitialspace=True)[COLUMNS]
+    test = pd.read_csv(dataset("adult/adult_test_uci.csv"), header=None, names=COLUMNS, skipinitialspace=True)
     test["income"] = test["income"].str.rstrip(".")
     if settings.train_rows is not None:
         train = train.sample(settings.train_rows, random_state=settings.seed).reset_index(drop=True)

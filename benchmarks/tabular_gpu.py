@@ -80,7 +80,7 @@ def timed_fit(frame: pd.DataFrame, schema: RecordSchema, epochs: int, **options:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", "../shared/data")) / "adult" / "adult_train_ctgan.csv"
+    default = Path(os.environ.get("SYNTHSTREAM_DATA", "../shared/data")) / "adult" / "adult_train_ctgan.csv"
     parser.add_argument("--data", type=Path, default=default, help="Adult train split (CSV).")
     parser.add_argument("--epochs", type=int, default=5, help="Epochs of every fit.")
     parser.add_argument("--name", default="tabular_gpu", help="Result file name (benchmarks/results/<name>.json).")

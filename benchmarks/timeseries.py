@@ -1,6 +1,6 @@
 """Time-series synthesis: our sequence generator against SDV's PARSynthesizer on real sequences.
 
-Datasets (../shared/data):
+Datasets (SYNTHSTREAM_DATA, default ../shared/data):
 
 * ``beijing_air``: three stations, hourly 2013-03 to 2017-02, real missing values. One
   sequence per station and ISO week (626 sequences of up to 168 hours, 105,192 rows);
@@ -30,12 +30,10 @@ import gc
 import glob
 import json
 import logging
-import os
 import threading
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,14 +41,14 @@ import pandas as pd
 import psutil
 import torch
 
-from benchmarks.common import machine, median, target, versions, write_result
+from benchmarks.common import dataset, machine, median, target, versions, write_result
 from synthstream.evaluation.timeseries import METRICS, SeriesSpec, is_better, timeseries_report
 from synthstream.log import configure_logging
 from synthstream.models.sequence import SequenceGenerator
 from synthstream.processors.sequences import sliding_windows
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
-DATA = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = dataset(".")  # SYNTHSTREAM_DATA, default ../shared/data
 AIR_NUMERIC = ["PM2.5", "PM10", "SO2", "NO2", "CO", "O3", "TEMP", "PRES", "DEWP", "RAIN", "WSPM"]
 MONDAY = pd.Timestamp("2013-03-04", tz="UTC")
 

@@ -3,6 +3,13 @@
 Every command that talks to Kafka takes ``--bootstrap-servers`` and the TLS/SASL options
 (or ``SYNTHSTREAM_KAFKA_*`` environment variables); ``demo`` and ``broker`` start the
 embedded broker when no servers are given.
+
+Errors an operator can fix end the command with one line on stderr and no traceback:
+configuration and usage problems exit 2; a broker that cannot be reached (naming the
+bootstrap servers), an unusable state directory (read-only, full, no permission), a taken
+broker port and any other runtime failure exit 1. ``synthstream run`` shows a live status
+line (records in, dead letters, versions, published, what it is doing) when stderr is a
+terminal and logs are not JSON.
 """
 
 from __future__ import annotations
@@ -13,16 +20,19 @@ import json
 import signal
 import tempfile
 import threading
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from synthstream.config import load_pipeline_config
-from synthstream.errors import ConfigError, SynthstreamError
-from synthstream.log import configure_logging
+from synthstream.errors import BrokerError, ConfigError, StateDirError, SynthstreamError
+from synthstream.log import configure_logging, get_logger
 from synthstream.schemas.record import RecordSchema
 from synthstream.settings import KafkaSettings
 
@@ -70,34 +80,117 @@ def kafka_settings(
     return KafkaSettings(**{k: v for k, v in given.items() if v is not None})
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
-    return typer.Exit(code=2)
+if TYPE_CHECKING:
+    from synthstream.streams.pipeline import Pipeline
+
+_log = get_logger("cli")
+#: Set by commands run with --json-logs: their final error is a JSON log line too (event ``cli.failed``).
+_json_errors = False
+
+
+def _use_json_errors(enabled: bool) -> None:
+    global _json_errors
+    _json_errors = enabled
+
+
+def _fail(exc: Exception | str, code: int = 2) -> typer.Exit:
+    if _json_errors:
+        _log.error("cli.failed", error=str(exc), exit_code=code)
+        return typer.Exit(code=code)
+    # One line whatever the terminal width (soft_wrap); the message is text, not rich markup.
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=code)
+
+
+def _innermost_place(exc: BaseException) -> str:
+    """``module:line`` of the innermost synthstream frame (else the innermost frame) of ``exc``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "synthstream" in f.filename] or frames
+    if not ours:
+        return "unknown place"
+    frame = ours[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (task groups wrap the error that ended a run)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        ours = exc.subgroup(lambda e: isinstance(e, SynthstreamError))
+        exc = (ours or exc).exceptions[0]
+    return exc
+
+
+@contextlib.contextmanager
+def operator_errors(where: Path | list[Path] | None = None) -> Iterator[None]:
+    """Turn any failure into one line on stderr and an exit code: 2 for configuration, 1 for runtime.
+
+    ``where`` (e.g. the state directory; a list whose last item is used, for a path known only
+    later) is named when an OS-level cause (no space, read-only, permission denied) is found
+    anywhere in the exception's chain. Messages of unknown
+    exceptions are not printed (they could carry a record value): the type and the place are,
+    and the traceback is logged at DEBUG.
+    """
+    from aiokafka.errors import KafkaError
+
+    from synthstream.connectors.statedir import explain_os_error
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except BaseException as caught:
+        if isinstance(where, list):
+            where = where[-1] if where else None
+        exc = _unwrap(caught)
+        if isinstance(exc, (BrokerError, StateDirError)):
+            raise _fail(exc, code=1) from None
+        if isinstance(exc, SynthstreamError):
+            explained = explain_os_error(exc, where)
+            raise _fail(explained or exc, code=1 if explained else 2) from None
+        explained = explain_os_error(exc, where)
+        if explained is not None:
+            raise _fail(explained, code=1) from None
+        if isinstance(exc, KafkaError):
+            raise _fail(f"Kafka error {type(exc).__name__}: {exc}", code=1) from None
+        if not isinstance(exc, Exception):
+            raise
+        _log.debug("cli.unexpected_error", exc_info=exc)
+        raise _fail(
+            f"unexpected {type(exc).__name__} at {_innermost_place(exc)}; "
+            "run with --log-level DEBUG to log the traceback",
+            code=1,
+        ) from None
 
 
 @app.command()
 def broker(
     port: Annotated[int, typer.Option(help="Port to listen on (0 = a free one).")] = 9092,
     host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
+    registry_port: Annotated[
+        int, typer.Option(help="Port of the embedded Schema Registry (0 = a free one, -1 = none).")
+    ] = 8081,
 ) -> None:
-    """Run the embedded broker in the foreground until Ctrl-C."""
+    """Run the embedded broker (and a Confluent-compatible Schema Registry) in the foreground until Ctrl-C."""
     from synthstream.connectors.broker import EmbeddedBroker
+    from synthstream.connectors.registry_server import start_beside_broker
 
     configure_logging()
     stop = threading.Event()
     # Handlers go in before the broker starts, so an early Ctrl-C still stops it cleanly.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        with EmbeddedBroker(host=host, port=port) as running:
-            out.print(
-                f"embedded broker listening on [bold]{running.bootstrap_servers}[/] (memory only); Ctrl-C stops it"
-            )
+    with operator_errors(), EmbeddedBroker(host=host, port=port) as running:
+        out.print(f"embedded broker listening on [bold]{running.bootstrap_servers}[/] (memory only); Ctrl-C stops it")
+        registry = start_beside_broker(running.bootstrap_servers, host, registry_port)
+        if registry is not None:
+            out.print(f"embedded schema registry at [bold]{registry.url}[/] (schema_registry.url)")
+        try:
             while not stop.wait(0.5):
                 if not running.running:
-                    raise SynthstreamError("the embedded broker exited unexpectedly")
-    except SynthstreamError as exc:
-        raise _fail(exc) from None
+                    raise BrokerError(running.exit_reason())
+        finally:
+            if registry is not None:
+                registry.stop()
 
 
 @app.command()
@@ -106,24 +199,30 @@ def demo(
     synthetic: Annotated[int, typer.Option(help="Synthetic records to publish before stopping.")] = 10_000,
     bootstrap_servers: BootstrapOpt = None,
     state_dir: Annotated[Path | None, typer.Option(help="Where the model registry goes (default: a temp dir).")] = None,
+    schema_registry_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SYNTHSTREAM_SCHEMA_REGISTRY_URL",
+            help="Confluent-compatible Schema Registry to use (default: an embedded one beside the broker).",
+        ),
+    ] = None,
     json_logs: JsonLogsOpt = False,
     log_level: LogLevelOpt = "WARNING",
 ) -> None:
-    """Replay the bundled Adult sample through the pipeline on an embedded broker and print a summary."""
+    """Replay the bundled Adult sample through the pipeline, broker and schema registry embedded; print a summary."""
     from synthstream.demo import run_demo
 
     configure_logging(json=json_logs, level=log_level)
-    try:
-        with tempfile.TemporaryDirectory(prefix="synthstream-demo-") as tmp:
-            result = run_demo(
-                records=records,
-                synthetic=synthetic,
-                bootstrap_servers=bootstrap_servers,
-                state_dir=state_dir or Path(tmp),
-                console=out,
-            )
-    except SynthstreamError as exc:
-        raise _fail(exc) from None
+    _use_json_errors(json_logs)
+    with operator_errors(state_dir), tempfile.TemporaryDirectory(prefix="synthstream-demo-") as tmp:
+        result = run_demo(
+            records=records,
+            synthetic=synthetic,
+            bootstrap_servers=bootstrap_servers,
+            state_dir=state_dir or Path(tmp),
+            console=out,
+            schema_registry_url=schema_registry_url,
+        )
     if not result.ok:
         err.print("[bold red]demo failed:[/] " + "; ".join(result.problems))
         raise typer.Exit(code=1)
@@ -146,12 +245,13 @@ def run(
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Run a configured pipeline against any Kafka until Ctrl-C (or the publisher's record limit)."""
-    from synthstream.streams.pipeline import ROLES, Pipeline
-
     configure_logging(json=json_logs, level=log_level)
-    try:
-        if role not in ROLES:
-            raise SynthstreamError(f"unknown role {role!r}; choose one of {list(ROLES)}")
+    _use_json_errors(json_logs)
+    where: list[Path] = []
+    with operator_errors(where):
+        roles = ("all", "ingest", "trainer", "publisher")  # streams.pipeline.ROLES, imported below (slow)
+        if role not in roles:
+            raise SynthstreamError(f"unknown role {role!r}; choose one of {list(roles)}")
         if engine not in ("aiokafka", "faust"):
             raise SynthstreamError(f"unknown engine {engine!r}; choose aiokafka or faust")
         if engine == "faust" and role != "all":
@@ -167,6 +267,16 @@ def run(
             ssl_certfile,
             ssl_keyfile,
         )
+        from synthstream.connectors.statedir import check_state_dir
+
+        where.append(pipeline_config.state_dir)
+        # Before the slow parts (plan detection, NER): a read-only dir or no broker fails in a second.
+        check_state_dir(pipeline_config.state_dir)
+        from synthstream.connectors.kafka import ensure_reachable
+
+        asyncio.run(ensure_reachable(settings))
+        from synthstream.streams.pipeline import Pipeline, Role
+
         schema = load_source_schema(
             pipeline_config.source.schema_file,
             pipeline_config.source.sample_file,
@@ -178,19 +288,59 @@ def run(
 
             FaustPipeline(pipeline_config, settings, schema).run()
             return
-        pipeline = Pipeline(pipeline_config, settings, schema, role=role)  # `role in ROLES` narrowed it to Role
+        pipeline = Pipeline(pipeline_config, settings, schema, role=cast("Role", role))  # checked against roles above
+        live = err.is_terminal and not json_logs
 
         async def main() -> None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            summary = await pipeline.run(stop=stop)
+            async with _status_line(pipeline, enabled=live):
+                summary = await pipeline.run(stop=stop)
             out.print_json(json.dumps(_summary_dict(summary)))
 
         asyncio.run(main())
-    except SynthstreamError as exc:
-        raise _fail(exc) from None
+
+
+@contextlib.asynccontextmanager
+async def _status_line(pipeline: Pipeline, *, enabled: bool, interval_s: float = 0.5) -> Any:
+    """A live status line on the terminal (rich), refreshed every ``interval_s``, while the run lasts.
+
+    Log lines print above it (the display redirects stderr); off when stderr is not a terminal
+    or logs are JSON, so files and log collectors get plain lines only.
+    """
+    if not enabled:
+        yield
+        return
+    from rich.live import Live
+    from rich.text import Text
+
+    def render() -> Text:
+        try:
+            return Text(pipeline.status().line(), no_wrap=True, overflow="ellipsis")
+        except Exception as exc:  # a status read must never end the run
+            return Text(f"status unavailable ({type(exc).__name__})")
+
+    async def refresh(live: Live) -> None:
+        while True:
+            live.update(render(), refresh=True)
+            await asyncio.sleep(interval_s)
+
+    import sys
+
+    from synthstream.log import set_log_stream
+
+    with Live(render(), console=err, auto_refresh=False, transient=True, redirect_stderr=True) as live:
+        previous = set_log_stream(sys.stderr)  # the display's proxy: log lines print above the status line
+        task = asyncio.create_task(refresh(live), name="status-line")
+        try:
+            yield
+        finally:
+            set_log_stream(previous)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def load_source_schema(
@@ -260,7 +410,7 @@ def replay(
     configure_logging(level="WARNING")
     if wire_format not in ("json", "avro"):
         raise _fail(ValueError(f"--format must be json or avro, not {wire_format!r}"))
-    try:
+    with operator_errors():
         settings = kafka_settings(
             bootstrap_servers,
             security_protocol,
@@ -295,8 +445,6 @@ def replay(
             )
 
         asyncio.run(main())
-    except SynthstreamError as exc:
-        raise _fail(exc) from None
 
 
 @app.command()
@@ -323,7 +471,7 @@ def drain(
     configure_logging(level="WARNING")
     if (parquet is None) == (duckdb_path is None):
         raise _fail(ValueError("give exactly one of --parquet or --duckdb"))
-    try:
+    with operator_errors(parquet or duckdb_path):
         settings = kafka_settings(
             bootstrap_servers,
             security_protocol,
@@ -349,8 +497,6 @@ def drain(
             out.print(f"drained {report.written} records from {topic}; {report.undecodable} undecodable")
 
         asyncio.run(main())
-    except SynthstreamError as exc:
-        raise _fail(exc) from None
 
 
 @app.command("infer-schema")
@@ -358,22 +504,37 @@ def infer_schema_cmd(
     path: Annotated[Path, typer.Argument(help="CSV, Parquet or JSONL sample.")],
     name: Annotated[str, typer.Option(help="Avro record name.")] = "Record",
     output: Annotated[Literal["table", "avro"], typer.Option(help="table or avro.")] = "table",
+    pii: Annotated[
+        bool, typer.Option(help="Also show the PII each field holds, the redaction operator and why.")
+    ] = True,
+    sample: Annotated[int, typer.Option(min=10, help="Rows sampled for PII detection.")] = 1_000,
 ) -> None:
-    """Infer a record schema (types, nullability, roles) from a sample file."""
+    """Infer a record schema (types, nullability, roles) and its PII redaction plan from a sample file."""
+    from synthstream.connectors.files import read_table, records_from_frame
+    from synthstream.processors.pii.redactor import build_plan
     from synthstream.schemas.inference import infer_schema_from_file
 
     try:
         schema = infer_schema_from_file(path, name=name)
+        plans = {}
+        if pii and output == "table":
+            records = records_from_frame(read_table(path, nrows=sample), schema)
+            plans = {f.field: f for f in build_plan(schema, records).fields}
     except SynthstreamError as exc:
         raise _fail(exc) from None
     if output == "avro":
         out.print_json(json.dumps(schema.to_avro()))
         return
     grid = Table(title=f"schema inferred from {path.name}")
-    for column in ("field", "type", "nullable", "role"):
-        grid.add_column(column)
+    columns = ["field", "type", "nullable", "role"] + (["pii", "operator", "why"] if plans else [])
+    for column in columns:
+        grid.add_column(column, overflow="fold")
     for f in schema.fields:
-        grid.add_row(f.name, f.type.value, "yes" if f.nullable else "no", f.role.value)
+        row = [f.name, f.type.value, "yes" if f.nullable else "no", f.role.value]
+        if plans:
+            plan = plans[f.name]
+            row += [plan.entity or "-", plan.operator, plan.reason]
+        grid.add_row(*row)
     out.print(grid)
 
 
@@ -444,7 +605,7 @@ def budget(
         if not path.is_file():
             raise ConfigError([f"no privacy ledger at {path}: nothing has been released yet"], str(config))
         stats = pipeline_config.stats
-        summaries = PrivacyLedger(path).summaries({SCOPE: stats.w})
+        summaries = PrivacyLedger(path, read_only=True).summaries({SCOPE: stats.w})
     except SynthstreamError as exc:
         raise _fail(exc) from None
     rows = []

@@ -13,12 +13,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from synthstream.connectors.platform_config import SchemaRegistryConfig, TopicLayoutConfig
 from synthstream.errors import ConfigError
-from synthstream.schemas.record import FieldRole
+from synthstream.schemas.record import FieldRole, RecordSchema
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a pydantic error never echoes the input (it could hold a secret).
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class SourceConfig(_Strict):
@@ -65,6 +67,12 @@ class FieldOverride(_Strict):
         default=None, description="How to generalize (date -> year/month, zip/CEP -> prefix, age -> band)."
     )
 
+    @model_validator(mode="after")
+    def _generalize_goes_with_its_operator(self) -> FieldOverride:
+        if self.generalize is not None and self.redact not in ("generalize", "auto"):
+            raise ValueError(f"generalize: {self.generalize} is set but redact is {self.redact!r}, not generalize")
+        return self
+
 
 class RedactionConfig(_Strict):
     """In-flight PII redaction: the one stage that sees raw values."""
@@ -79,6 +87,12 @@ class RedactionConfig(_Strict):
         default=False,
         description="Use a random per-process key when the variable is unset (demo only: pseudonyms then change "
         "across restarts).",
+    )
+    rotate_key: bool = Field(
+        default=False,
+        description="Accept a pseudonym key whose id differs from the one recorded in state_dir/redaction/key.json "
+        "and record the new one (every pseudonym and fake changes). Without it a changed key is refused at start. "
+        "Set it for the one start that rotates the key, then remove it.",
     )
     sample_records: int = Field(default=1_000, ge=10, description="Sample rows used to detect what each field holds.")
     findings_window_s: float = Field(default=60.0, gt=0, description="Window of the pii-findings events.")
@@ -107,6 +121,7 @@ class TrainingConfig(_Strict):
     every_seconds: float | None = Field(default=60.0, gt=0, description="Retrain after this much time.")
     min_records: int = Field(default=500, ge=10, description="Do not train on fewer records than this.")
     seed: int = Field(default=0, ge=0, description="Seed of the first version; version v uses seed + v.")
+    min_category_count: int = Field(default=5, ge=1, description="k: generators keep no value fewer records hold.")
     privacy: ModelPrivacyConfig = Field(
         default_factory=lambda: ModelPrivacyConfig(), description="DP requirement and budget of model training."
     )
@@ -138,6 +153,22 @@ class PublisherConfig(_Strict):
     max_records: int | None = Field(
         default=None, ge=1, description="End the run after publishing this many (None = run until stopped)."
     )
+
+
+#: Default entities of the audit's verbatim-leak check (names as in synthstream.processors.pii.types.Entity).
+_LEAK_ENTITIES = (
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "BR_CPF",
+    "BR_CNPJ",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "IP_ADDRESS",
+    "BR_PHONE",
+    "PHONE_NUMBER",
+    "BR_CEP",
+)
 
 
 class AuditConfig(_Strict):
@@ -210,6 +241,26 @@ class AuditConfig(_Strict):
     )
     n_jobs: int = Field(default=1, ge=1, description="Threads the attacks' neighbour searches use.")
     seed: int = Field(default=0, ge=0, description="Seed of the audit of version v is seed + v.")
+    rare_value_k: int = Field(
+        default=5,
+        ge=2,
+        description="Verbatim-leak check: a training value held by fewer than k training records is rare "
+        "(the same k the generators' vocabularies keep by default).",
+    )
+    max_rare_value_share: float = Field(
+        default=0.001,
+        ge=0.0,
+        le=1.0,
+        description="Ceiling, per field, of the share of synthetic rows carrying a rare training value beyond "
+        "the same share among real control records; a field fails when the lower end of that excess's "
+        "confidence interval (confidence_level) is above it, so chance collisions of short codes do not flap.",
+    )
+    leak_entities: list[str] = Field(
+        default_factory=lambda: list(_LEAK_ENTITIES),
+        description="Entities whose recognised values fail the version when they appear verbatim in training "
+        "(PERSON: multi-word names from name-like fields). Dates and bare 5-digit codes are not identifiers "
+        "on their own and are left to the rare-value check.",
+    )
 
     @model_validator(mode="after")
     def _aux_sets_not_empty(self) -> AuditConfig:
@@ -259,6 +310,14 @@ class StatsConfig(_Strict):
     grace_s: float = Field(default=5.0, ge=0, description="How late (event time) a record may arrive and still count.")
     time_field: str | None = Field(
         default=None, description="Timestamp field holding event time; None = the Kafka record timestamp."
+    )
+    idle_flush_s: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="With a time_field: once the source has been caught up (every poll empty) this long, release "
+        "the open windows (the last window of a finite stream or replay); later records of them are late. None = "
+        "windows close on event time only. With the Kafka timestamp, windows close in processing time after grace_s "
+        "of idleness instead. Shutdown never releases an open window: its records are re-read after a restart.",
     )
     late: Literal["deadletter", "count"] = Field(
         default="deadletter",
@@ -619,6 +678,9 @@ class PipelineConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    # Issue 14: a Confluent-compatible Schema Registry, and how created topics are laid out.
+    schema_registry: SchemaRegistryConfig = Field(default_factory=SchemaRegistryConfig)
+    topic_layout: TopicLayoutConfig = Field(default_factory=TopicLayoutConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     state_dir: Path = Field(default=Path(".synthstream"), description="Model registry and local stores.")
@@ -646,6 +708,35 @@ class PipelineConfig(_Strict):
     def role_overrides(self) -> dict[str, FieldRole]:
         """Field roles forced by configuration."""
         return {name: o.role for name, o in self.fields.items() if o.role is not None}
+
+    def schema_problems(self, schema: RecordSchema) -> list[str]:
+        """Every problem of the per-field overrides against the source ``schema``, all at once.
+
+        Unknown fields, and operators that cannot run on the field's type (``generalize: band``
+        on a string field, ``scan`` on a number, ``fake`` on a boolean): found at start, before
+        the first record, instead of failing on every record at run time.
+        """
+        from synthstream.processors.pii.operators import operator_problem
+
+        problems: list[str] = []
+        by_name = {f.name: f for f in schema.fields}
+        for name, override in self.fields.items():
+            spec = by_name.get(name)
+            if spec is None:
+                problems.append(f"fields.{name}: no such field; fields are {schema.field_names}")
+                continue
+            if not self.redaction.enabled or override.redact == "auto":
+                continue
+            problem = operator_problem(override.redact, spec.type, override.generalize)
+            if problem is not None:
+                problems.append(f"fields.{name}: {problem}")
+        return problems
+
+    def check_schema(self, schema: RecordSchema) -> None:
+        """Raise one :class:`ConfigError` listing every :meth:`schema_problems` (nothing when there are none)."""
+        problems = self.schema_problems(schema)
+        if problems:
+            raise ConfigError(problems, "pipeline config")
 
 
 def _format_errors(exc: ValidationError) -> list[str]:

@@ -52,6 +52,27 @@ class BrokerError(SynthstreamError):
     """The embedded broker could not be found, started or reached."""
 
 
+class BrokerUnavailableError(BrokerError):
+    """Kafka could not be reached at the configured bootstrap servers (at start, or for too long)."""
+
+
+class StateDirError(SynthstreamError):
+    """The state directory cannot be used (read-only, full, no permission); the message names the cause."""
+
+
+class AuditError(SynthstreamError):
+    """A privacy audit could not measure what it must: the version it was auditing fails closed."""
+
+
+class AttackError(AuditError):
+    """One privacy attack crashed; ``attack`` and ``cause`` (the exception type) name it, never values."""
+
+    def __init__(self, attack: str, cause: str) -> None:
+        self.attack = attack
+        self.cause = cause
+        super().__init__(f"attack {attack} crashed ({cause})")
+
+
 class ModelError(SynthstreamError):
     """A generator could not be fitted, sampled, stored or loaded."""
 
@@ -72,3 +93,13 @@ class RecordRejected(Exception):  # noqa: N818 - a control-flow signal, not an e
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
+
+    @classmethod
+    def from_exception(cls, stage: str, exc: BaseException) -> RecordRejected:
+        """The rejection of a record on which ``stage`` raised ``exc``: reason ``<stage>_failed``.
+
+        Only the exception's *type* is kept: its message (``invalid literal for int() with base
+        10: 'Maria'``) can hold the very value that broke the stage, so it never reaches a
+        dead-letter event or a log line.
+        """
+        return cls(f"{stage}_failed", f"{type(exc).__name__} raised in stage {stage} (message withheld)")

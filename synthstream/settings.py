@@ -22,7 +22,11 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 class KafkaSettings(BaseSettings):
     """Connection settings for a Kafka cluster (the embedded broker or a real one)."""
 
-    model_config = SettingsConfigDict(env_prefix="SYNTHSTREAM_KAFKA_", frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error must not print the input (pydantic's
+    # ``input_value=`` would echo a SASL password or a password passed through extra_config).
+    model_config = SettingsConfigDict(
+        env_prefix="SYNTHSTREAM_KAFKA_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated host:port list.")
     client_id: str = Field(default="synthstream", description="Client id reported to the broker.")
@@ -45,7 +49,16 @@ class KafkaSettings(BaseSettings):
         ge=0,
         description="Longest a fetch waits for data; latency follows it on the embedded broker.",
     )
-    extra_config: dict[str, Any] = Field(default_factory=dict, description="Raw aiokafka keyword arguments.")
+    unavailable_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a worker keeps retrying a lost broker before it exits with one clear line.",
+    )
+    extra_config: dict[str, Any] = Field(
+        default_factory=dict,
+        repr=False,
+        description="Raw aiokafka keyword arguments (kept out of repr: they may hold credentials).",
+    )
 
     @model_validator(mode="after")
     def _check_security(self) -> KafkaSettings:

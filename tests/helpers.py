@@ -1,8 +1,8 @@
-"""Test helpers: shared datasets, a hand-built Adult schema, per-test pipeline configs, topic readers."""
+"""Test helpers: the committed fixtures, a hand-built Adult schema, per-test pipeline configs, topic readers."""
 
 from __future__ import annotations
 
-import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,21 @@ from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSc
 from synthstream.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SYNTHSTREAM_SHARED_DATA", REPO.parent / "shared" / "data"))
+#: Small data files committed with the tests (provenance and licence in fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ADULT_NUMERIC = {"age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"}
 
+#: The fixture files by what they hold; tests never read data outside the repository.
+ADULT_CSV = FIXTURES / "adult_train_8k.csv"
+TRANSACTIONS_CSV = FIXTURES / "transactions_3k.csv"
+FAKE_IDENTITIES_CSV = FIXTURES / "fake_identities_br.csv"
 
-def shared(relative: str) -> Path:
-    """A file of the shared datasets (../shared/data); the test fails, never skips, when it is missing."""
-    path = SHARED / relative
+
+def fixture(name: str) -> Path:
+    """A committed fixture file; a missing one fails the test (a broken checkout), never skips it."""
+    path = FIXTURES / name
     if not path.is_file():
-        pytest.fail(f"shared dataset {path} is missing; set SYNTHSTREAM_SHARED_DATA to the shared data directory")
+        pytest.fail(f"test fixture {path} is missing from the checkout")
     return path
 
 
@@ -42,6 +48,17 @@ def adult_schema(frame: pd.DataFrame) -> RecordSchema:
     return RecordSchema(name="Adult", fields=fields)
 
 
+#: The audit gate on, sized for a test (a few seconds per version on 2 cores): fewer synthetic rows
+#: and attack attempts than production, the same attacks, ceilings and verdict logic.
+FAST_AUDIT: dict[str, Any] = {
+    "enabled": True,
+    "holdout_share": 0.3,
+    "synthetic_rows": 1_000,
+    "n_attacks": 100,
+    "singling_out_max_attempts": 2_000,
+}
+
+
 def pipeline_config(prefix: str, state_dir: Path, sample: Path, **sections: Any) -> PipelineConfig:
     """A pipeline whose every topic name starts with ``prefix`` (fresh per test)."""
     data: dict[str, Any] = {
@@ -54,9 +71,13 @@ def pipeline_config(prefix: str, state_dir: Path, sample: Path, **sections: Any)
             "deadletter": f"{prefix}.deadletter",
             "models": f"{prefix}.models",
             "schemas": f"{prefix}.schemas",
+            "privacy_audit": f"{prefix}.privacy-audit",
+            "drift": f"{prefix}.drift",
+            "pii_findings": f"{prefix}.pii-findings",
         },
         "state_dir": str(state_dir),
-        # The audit gate has its own tests (test_audit_*); pipeline tests publish without waiting for it.
+        # Off unless a test asks for it: tests of one stage (stats, drift, sequences, faults) publish
+        # without waiting for an audit. Tests of the whole pipeline pass ``audit=FAST_AUDIT``.
         "audit": {"enabled": False},
     }
     for key, value in sections.items():
@@ -67,3 +88,18 @@ def pipeline_config(prefix: str, state_dir: Path, sample: Path, **sections: Any)
 async def read_topic(settings: KafkaSettings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` from the beginning to its current end."""
     return [rec async for batch in read_to_end(settings, topic) for rec in batch]
+
+
+def shuffled(records: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` records as seeded shuffles of ``records``, one whole shuffled pass after another.
+
+    The fixtures are small (a few thousand rows); a test that streams more records than a fixture
+    holds replays it in fresh seeded orders, so every pass has exactly the fixture's distribution.
+    """
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    while len(out) < n:
+        batch = list(records)
+        rng.shuffle(batch)
+        out.extend(batch)
+    return out[:n]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from synthstream.config import AuditConfig
+from synthstream.errors import AttackError
 from synthstream.evaluation.privacy_risk import (
     attack_frame,
     audited_fields,
@@ -19,7 +20,7 @@ from synthstream.evaluation.privacy_risk import (
 from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.processors.auditor import Auditor
 from synthstream.schemas.record import RecordSchema
-from tests.helpers import adult_schema, shared
+from tests.helpers import ADULT_CSV, adult_schema
 
 #: Small but real: 2,000 training and 2,000 control records, 2,000 synthetic rows, 200 attacks.
 SMALL = {
@@ -33,7 +34,7 @@ SMALL = {
 
 def load_adult(n: int = 2_000) -> tuple[RecordSchema, pd.DataFrame, pd.DataFrame]:
     """Disjoint random training and control splits of Adult's training file (``?`` = null)."""
-    frame = pd.read_csv(shared("adult/adult_train_ctgan.csv"), skipinitialspace=True).replace("?", np.nan)
+    frame = pd.read_csv(ADULT_CSV, skipinitialspace=True).replace("?", np.nan)
     schema = adult_schema(frame)
     order = np.random.default_rng(0).permutation(len(frame))
     training = frame.iloc[order[:n]].reset_index(drop=True)
@@ -129,9 +130,9 @@ def test_attacks_report_what_could_be_built(adult) -> None:
     starved = singling_out_risk(ori, syn, ctrl, mode="multivariate", n_attacks=300, max_attempts=200, seed=0)
     assert starved.attacks_requested == 300 and 0 < starved.attacks_built < 300
     assert starved.risk is not None and starved.risk > 0.1
-    broken = linkability_risk(ori, syn, ctrl, aux_cols=(["age"], ["no-such-field"]), n_attacks=100)
-    assert broken.risk is None and broken.attacks_built == 0
-    assert broken.detail is not None and broken.detail.startswith("not built: KeyError")
+    # A crash inside an attack is not "not built": it fails closed, naming the attack and the type only.
+    with pytest.raises(AttackError, match=r"^attack linkability crashed \(KeyError\)$"):
+        linkability_risk(ori, syn, ctrl, aux_cols=(["age"], ["no-such-field"]), n_attacks=100)
 
 
 def test_a_too_small_control_set_fails_closed(adult) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 
 from synthstream.demo import sample_path
 from synthstream.models.registry import ModelRegistry
+from tests.helpers import TRANSACTIONS_CSV
 
 CLI = [sys.executable, "-m", "synthstream"]
 
@@ -24,18 +26,32 @@ def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env)
 
 
+def _row(table: str, label: str) -> str:
+    """The value cell of the row of a rich summary table whose label cell starts with ``label``."""
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) >= 4 and cells[1].startswith(label):
+            return cells[2]
+    raise AssertionError(f"no row {label!r} in the table:\n{table}")
+
+
 def test_demo_prints_its_summary_and_exits_zero(tmp_path: Path):
     result = run_cli("demo", "--records", "2000", "--synthetic", "3000", "--state-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "synthstream demo summary" in out
-    assert "2,003" in out  # records in: 2,000 sample rows + 3 bad ones
-    assert "3 (malformed_json=1" in out
-    assert "3,000" in out
-    assert "status" in out and "ok" in out
+    assert _row(out, "records in (source topic)") == "2,003"  # 2,000 sample rows + 3 bad ones
+    assert _row(out, "dead letters").startswith("3 (malformed_json=1")
+    assert _row(out, "synthetic records out") == "3,000"
+    assert _row(out, "status") == "ok"  # the exact status cell; a failed demo lists its problems there
     assert ModelRegistry(tmp_path / "models", out.split("stream '")[1].split("'")[0]).current() is not None
     assert "DP statistics windows" in out and "over any 10 windows" in out
     assert (tmp_path / "privacy.duckdb").is_file()
+    # The registry path: confluent-kafka's AvroDeserializer read all 3,000 under one registry id,
+    # and the source and synthetic subjects are <topic>-value in the embedded registry.
+    assert re.fullmatch(r"schema ids \d+ \(3,000 records\)", _row(out, "by confluent-kafka AvroDeserializer"))
+    stream = out.split("stream '")[1].split("'")[0]
+    assert f"{stream}-value" in out and f"{stream}.synthetic-value" in out
 
 
 def test_budget_shows_spent_and_remaining_from_the_ledger(tmp_path: Path):
@@ -162,8 +178,8 @@ def test_bad_config_lists_every_problem(tmp_path: Path):
         assert where in text
 
 
-def test_infer_schema_prints_roles(shared_data: Path):
-    result = run_cli("infer-schema", str(shared_data / "transactions" / "fraudTrain_prefix.csv"), "--output", "avro")
+def test_infer_schema_prints_roles():
+    result = run_cli("infer-schema", str(TRANSACTIONS_CSV), "--output", "avro")
     assert result.returncode == 0, result.stderr[-2000:]
     avro = json.loads(result.stdout)
     roles = {f["name"]: f["role"] for f in avro["fields"]}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from synthstream.config import load_pipeline_config, parse_pipeline_config
 from synthstream.errors import ConfigError
@@ -51,9 +55,44 @@ def test_unreadable_yaml_is_a_config_error(tmp_path: Path):
         load_pipeline_config(tmp_path / "missing.yaml")
 
 
-def test_example_pipeline_file_is_valid():
-    config = load_pipeline_config(Path(__file__).resolve().parents[1] / "examples" / "pipeline.yaml")
-    assert config.stream
+def _leaves(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every scalar or list written in a YAML mapping, with its key path."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, str(key)))
+    else:
+        yield path, node
+
+
+def _plain(value: Any) -> Any:
+    """A parsed config value as YAML would write it (enums by value, models as dicts, tuples as lists)."""
+    if isinstance(value, Enum):
+        return value.value
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_example_pipeline_file_is_valid_and_every_value_in_it_is_used():
+    path = Path(__file__).resolve().parents[1] / "examples" / "pipeline.yaml"
+    config = load_pipeline_config(path)
+    raw = yaml.safe_load(path.read_text())
+    assert config.stream == raw["stream"] == "payments"
+    checked = 0
+    for keys, written in _leaves(raw):
+        node: Any = config
+        for key in keys:
+            node = node[key] if isinstance(node, dict) else getattr(node, key)
+        if keys == ("source", "sample_file"):  # relative paths resolve against the file's folder
+            assert node == path.parent / written
+        elif keys == ("state_dir",):
+            assert node == Path(written)
+        else:
+            assert _plain(node) == written, ".".join(keys)
+        checked += 1
+    assert checked > 60  # the walk saw the whole example, not an empty mapping
 
 
 def test_kafka_settings_security_and_secrets():

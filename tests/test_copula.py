@@ -17,7 +17,7 @@ from synthstream.evaluation.fidelity import fidelity_report
 from synthstream.models.base import Generator
 from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
-from tests.helpers import ADULT_NUMERIC, adult_schema, shared
+from tests.helpers import ADULT_NUMERIC, TRANSACTIONS_CSV, adult_schema
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def records(adult: pd.DataFrame) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def transactions() -> tuple[pd.DataFrame, RecordSchema]:
-    path = shared("transactions/fraudTrain_prefix.csv")
+    path = TRANSACTIONS_CSV
     frame = pd.read_csv(path, index_col=0, dtype={"cc_num": str})
     frame["trans_date_trans_time"] = pd.to_datetime(frame["trans_date_trans_time"], utc=True)
     frame["dob"] = pd.to_datetime(frame["dob"], utc=True)
@@ -75,7 +75,7 @@ def test_is_a_generator_with_useful_repr(fitted: GaussianCopulaGenerator) -> Non
     assert isinstance(fitted, Generator)
     assert isinstance(GaussianCopulaGenerator(), Generator)
     assert repr(GaussianCopulaGenerator(seed=3, n_quantiles=11)) == (
-        "GaussianCopulaGenerator(seed=3, max_categories=1000, n_quantiles=11, shrinkage=0.0)"
+        "GaussianCopulaGenerator(seed=3, max_categories=1000, n_quantiles=11, shrinkage=0.0, min_count=5)"
     )
 
 
@@ -181,7 +181,8 @@ def test_transactions_types_datetimes_and_fresh_identifiers(transactions: tuple[
     assert {len(v) for v in cc} <= set(frame["cc_num"].str.len())
     unix = [r["unix_time"] for r in rows]
     assert frame["unix_time"].min() <= min(unix) and max(unix) <= frame["unix_time"].max()
-    assert len({r["street"] for r in rows}) <= 50  # free text: top max_categories values only
+    street_counts = frame["street"].value_counts()  # free text: never a training text held by < k records
+    assert not {r["street"] for r in rows} & set(street_counts[street_counts < model.min_count].index)
 
 
 def test_errors_before_fit_and_on_bad_data(records: list[dict], schema: RecordSchema) -> None:
@@ -218,18 +219,6 @@ def test_dataframe_and_records_fit_identically(adult: pd.DataFrame, records: lis
     a = GaussianCopulaGenerator(seed=5).fit(adult, schema)
     b = GaussianCopulaGenerator(seed=5).fit(records, schema)
     assert a.sample(200, seed=1) == b.sample(200, seed=1)
-
-
-def test_sampling_speed(fitted: GaussianCopulaGenerator) -> None:
-    import time
-
-    fitted.sample_columns(1000)
-    started = time.perf_counter()
-    fitted.sample_columns(100_000)
-    assert 100_000 / (time.perf_counter() - started) > 100_000
-    started = time.perf_counter()
-    fitted.sample(50_000)
-    assert 50_000 / (time.perf_counter() - started) > 50_000
 
 
 def test_import_does_not_load_busl_packages() -> None:

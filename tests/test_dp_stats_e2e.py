@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -26,7 +28,7 @@ from synthstream.schemas.events import BudgetEvent, DeadLetterEvent, EventSerde,
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.serde import InMemorySchemaStore, JsonRecordSerde
 from synthstream.streams.pipeline import Pipeline
-from tests.helpers import REPO, pipeline_config, read_topic, shared
+from tests.helpers import REPO, TRANSACTIONS_CSV, pipeline_config, read_topic
 
 WINDOW_S = 6 * 3600
 CATEGORIES = [
@@ -41,7 +43,7 @@ def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _transactions(tmp_path: Path, rows: int) -> Path:
-    frame = pd.read_csv(shared("transactions/fraudTrain_prefix.csv"), nrows=rows)
+    frame = pd.read_csv(TRANSACTIONS_CSV, nrows=rows)
     path = tmp_path / "tx.csv"
     frame.to_csv(path, index=False)
     return path
@@ -62,11 +64,40 @@ def _stats(epsilon_w: float, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _truth(path: Path) -> pd.DataFrame:
+def _truth(path: Path, window_s: int = WINDOW_S) -> pd.DataFrame:
     frame = pd.read_csv(path)
     ms = pd.to_datetime(frame["trans_date_trans_time"], utc=True).astype("int64") // 1_000_000
-    frame["window"] = ms // (WINDOW_S * 1000)
+    frame["window"] = ms // (window_s * 1000)
     return frame
+
+
+def _opendp_epsilon(rho: float, delta: float) -> float:
+    """ε at ``delta`` of ρ-zCDP by OpenDP's own conversion curve (independent of synthstream's accountant)."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    space = dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float)
+    meas = dp.m.make_gaussian(*space, scale=math.sqrt(1 / (2 * rho)))
+    return float(dp.c.make_zCDP_to_approxDP(meas).map(1.0).epsilon(delta))
+
+
+def _opendp_rho(epsilon: float, delta: float) -> float:
+    """The ρ whose OpenDP conversion is ``epsilon`` at ``delta`` (bisection on the curve above)."""
+    lo, hi = 1e-9, 1e3
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if _opendp_epsilon(mid, delta) < epsilon else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def _count_sigma(epsilon_w: float, delta: float, w: int, queries: int) -> float:
+    """σ of a count or marginal cell from the configuration alone, by the rule dp_release.py states.
+
+    Uniform allocation gives each window ρ_w / w; a window splits its ρ equally over its queries;
+    a count or marginal cell has sensitivity 1 (one record per unit): σ = sqrt(1 / (2 ρ_query)).
+    """
+    rho_query = _opendp_rho(epsilon_w, delta) / w / queries
+    return math.sqrt(1 / (2 * rho_query))
 
 
 async def _run_until(pipeline: Pipeline, done) -> Any:
@@ -89,21 +120,32 @@ async def test_window_releases_match_the_truth_and_late_records_are_dead_lettere
     path = _transactions(tmp_path, 3_000)
     schema = infer_schema(read_table(path), name="Tx")
     config = pipeline_config(
-        names.prefix, tmp_path / "state", path, stats=_stats(epsilon_w=2_000.0),
+        names.prefix, tmp_path / "state", path, stats=_stats(epsilon_w=2_000.0, idle_flush_s=1.0),
         publisher={"max_records": None, "rate": 200}, topics={"budget": names.topic("budget")},
     )  # fmt: skip
     await ensure_topics(kafka, [config.source.topic])
     store = InMemorySchemaStore()
     pipeline = Pipeline(config, kafka, schema, store=store)
     late_sent = asyncio.Event()
+    n_windows = int(_truth(path)["window"].nunique())
+    # The last window is released once the source has been idle for idle_flush_s (never at shutdown).
     run = asyncio.create_task(
-        _run_until(pipeline, lambda p: late_sent.is_set() and p.summary().counters.records_in >= 3_001)
+        _run_until(
+            pipeline,
+            lambda p: (
+                late_sent.is_set()
+                and p.summary().counters.records_in >= 3_001
+                and p.stats is not None
+                and p.stats.counters["windows_released"] >= n_windows
+            ),
+        )
     )
     serde = JsonRecordSerde(schema)
     async with Producer(kafka) as producer:
         await replay_file(producer, config.source.topic, path, schema, serde.encode, progress=False)
         first = serde.encode(next(iter(_rows(path, schema))))
-        await asyncio.sleep(1.0)  # let the ingest pass the watermark over the first windows
+        # The first record is late once its window was released (the watermark passed it).
+        assert await _poll(lambda: pipeline.stats is not None and pipeline.stats.counters["windows_released"] >= 1, 120)
         await producer.send_batch(config.source.topic, [OutMessage(value=first)])
         late_sent.set()
     await run
@@ -113,24 +155,29 @@ async def test_window_releases_match_the_truth_and_late_records_are_dead_lettere
     released = sorted({e.window_index for e in events})
     assert released == list(range(int(truth["window"].min()), int(truth["window"].max()) + 1))
     by_window = {e.window_index: e for e in events}
+    # σ from the configuration (ε_w = 2,000: tiny noise, so the values must be the truth to within a few units).
+    sigma = _count_sigma(2_000.0, 1e-6, w=4, queries=6)
+    assert sigma < 0.5
     total_late = 0
     for window, group in truth.groupby("window"):
         event = by_window[int(window)]
         total_late += event.records_late
+        assert len(event.queries) == 6  # count, marginals of amt, category, gender, the pair, sum of amt
         queries = {(q.kind, tuple(q.query)): q for q in event.queries}
         count = queries[("count", ())]
-        assert abs(count.values[0] - len(group)) <= 5 * count.noise_scale + 1
+        assert abs(count.values[0] - len(group)) <= 5 * sigma + 1
         category = queries[("marginal", ("category",))]
         expected = group["category"].value_counts().reindex(CATEGORIES, fill_value=0).tolist()
         for got, want in zip(category.values, expected, strict=False):
-            assert abs(got - want) <= 5 * category.noise_scale + 1
+            assert abs(got - want) <= 5 * sigma + 1
         assert category.cells[: len(CATEGORIES)] == CATEGORIES
         pair = queries[("marginal", ("category", "gender"))]
         assert len(pair.values) == len(pair.cells) == (len(CATEGORIES) + 1) * 3  # + __other__ (no nulls here)
         assert event.means["amt"] == pytest.approx(group["amt"].clip(0, 1000).mean(), rel=0.05)
-        assert event.unit == "record" and event.w == 4 and event.guarantee_epsilon == 2_000.0
+        assert event.unit == "record" and event.w == 4
         assert event.domains == {"amt": "declared", "category": "declared", "gender": "declared"}
     assert total_late >= 1
+    _check_guarantees(events, config.state_dir / "privacy.duckdb", epsilon_w=2_000.0, delta=1e-6, w=4)
 
     dead = [
         EventSerde(DeadLetterEvent, store).decode(r.value) for r in await read_topic(kafka, config.topics.deadletter)
@@ -149,6 +196,79 @@ async def test_window_releases_match_the_truth_and_late_records_are_dead_lettere
     for i in spend:
         assert sum(spend.get(j, 0.0) for j in range(i - 3, i + 1)) <= budget * (1 + 1e-9)
     assert n_marginals == 4 * len(released)
+
+
+def _check_guarantees(events: list[StatsEvent], ledger: Path, *, epsilon_w: float, delta: float, w: int) -> None:
+    """Each event's guarantee against OpenDP's conversion of what the ledger holds, not against the config.
+
+    Per release: ε is the conversion of the ledger's ρ for that window. Per stream: the stated
+    (ε, δ) covers the spend of every w consecutive windows, and is tight (uniform allocation
+    spends the whole budget once w windows are full).
+    """
+    with duckdb.connect(str(ledger), read_only=True) as con:
+        spend = dict(con.execute("SELECT window_index, sum(rho) FROM releases GROUP BY 1").fetchall())
+    spans = {i: sum(spend.get(j, 0.0) for j in range(i - w + 1, i + 1)) for i in spend}
+    worst = _opendp_epsilon(max(spans.values()), delta)
+    for event in events:
+        assert event.rho == pytest.approx(spend[event.window_index], rel=1e-9)
+        assert event.epsilon == pytest.approx(_opendp_epsilon(spend[event.window_index], delta), rel=1e-6)
+        assert _opendp_epsilon(spans[event.window_index], delta) <= event.guarantee_epsilon * (1 + 1e-9)
+        assert event.guarantee_delta >= delta
+    if len(spend) >= w:
+        assert worst == pytest.approx(epsilon_w, rel=1e-6)
+        assert max(e.guarantee_epsilon for e in events) == pytest.approx(worst, rel=1e-6)
+
+
+async def test_released_noise_has_the_variance_the_configuration_implies(kafka, names, tmp_path, pseudonym_key) -> None:
+    """Empirical noise over ~39 hourly windows against σ computed from ε_w, δ and w, never the event's noise_scale.
+
+    ε_w = 5 over w = 4 windows and 6 queries gives σ ≈ 5.1 per count cell; ~700 residuals (count,
+    category and gender cells) estimate the variance to about ±5 %, so noise drawn at σ/2 (or
+    at 0.8 σ) while σ is reported fails the check.
+    """
+    window_s = 3600
+    path = _transactions(tmp_path, 3_000)
+    schema = infer_schema(read_table(path), name="Tx")
+    stats = {**_stats(epsilon_w=5.0, idle_flush_s=1.0, allocation="uniform"), "window_s": window_s}
+    config = pipeline_config(
+        names.prefix, tmp_path / "state", path, stats=stats,
+        publisher={"max_records": None, "rate": 200}, topics={"budget": names.topic("budget")},
+    )  # fmt: skip
+    await ensure_topics(kafka, [config.source.topic])
+    store = InMemorySchemaStore()
+    pipeline = Pipeline(config, kafka, schema, store=store)
+    truth = _truth(path, window_s)
+    n_windows = int(truth["window"].nunique())
+    run = asyncio.create_task(
+        _run_until(
+            pipeline,
+            lambda p: p.stats is not None and p.stats.counters["windows_released"] >= n_windows,
+        )
+    )
+    async with Producer(kafka) as producer:
+        await replay_file(producer, config.source.topic, path, schema, JsonRecordSerde(schema).encode, progress=False)
+    await run
+
+    events = [EventSerde(StatsEvent, store).decode(r.value) for r in await read_topic(kafka, config.stats_topic)]
+    by_window = {e.window_index: e for e in events}
+    assert len(by_window) >= 30
+    residuals: list[float] = []
+    for window, group in truth.groupby("window"):
+        event = by_window[int(window)]
+        assert len(event.queries) == 6
+        for q in event.queries:
+            if q.kind == "count":
+                residuals.append(q.values[0] - len(group))
+            elif q.kind == "marginal" and q.query in (["category"], ["gender"]):
+                counts = group[q.query[0]].value_counts()
+                residuals.extend(v - int(counts.get(c, 0)) for c, v in zip(q.cells, q.values, strict=True))
+    sigma = _count_sigma(5.0, 1e-6, w=4, queries=6)
+    noise = np.asarray(residuals, dtype=float)
+    assert noise.size >= 600
+    ratio = float(np.mean(noise**2)) / sigma**2
+    assert 0.75 < ratio < 1.3, f"empirical noise variance is {ratio:.2f} x the configured sigma^2 ({sigma:.2f}^2)"
+    assert abs(float(noise.mean())) < 4 * sigma / math.sqrt(noise.size)  # unbiased
+    _check_guarantees(events, config.state_dir / "privacy.duckdb", epsilon_w=5.0, delta=1e-6, w=4)
 
 
 def _rows(path: Path, schema):
@@ -317,6 +437,9 @@ async def test_a_worker_killed_with_sigkill_resumes_with_the_remaining_budget(ka
     # Nothing counted before the kill was lost: offsets were committed only up to the oldest record of
     # a window not yet released, so the restarted worker re-read the open window's records.
     truth = _truth(path).groupby("window").size()
+    with duckdb.connect(str(ledger_path), read_only=True) as con:
+        charged = dict(con.execute("SELECT window_index, rho FROM releases WHERE query = 'count'").fetchall())
     for window, copies in by_window.items():
         count = next(q for q in copies[0].queries if q.kind == "count")
-        assert abs(count.values[0] - truth.get(window, 0)) <= 6 * count.noise_scale + 1, window
+        sigma = math.sqrt(1 / (2 * charged[window]))  # from the ρ charged for the count, sensitivity 1
+        assert abs(count.values[0] - truth.get(window, 0)) <= 6 * sigma + 1, window

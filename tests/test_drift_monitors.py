@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import random
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -29,17 +28,15 @@ from synthstream.processors.drift import (
 )
 from synthstream.processors.drift.profile import categorical_column, numeric_column
 from synthstream.schemas.inference import infer_schema
-from tests.helpers import shared
+from tests.helpers import ADULT_CSV, shuffled
 
 PSI = Thresholds(0.1, 0.25)
 
 
 def _adult(n: int = 12_000):
-    frame = read_table(shared("adult/adult_train_ctgan.csv"))
+    frame = read_table(ADULT_CSV)
     schema = infer_schema(frame, name="Adult")
-    records = records_from_frame(frame, schema)
-    random.Random(3).shuffle(records)
-    return schema, records[:n]
+    return schema, shuffled(records_from_frame(frame, schema), n, seed=3)
 
 
 def _ref(index: int = 0, records: int = 100) -> WindowRef:

@@ -9,7 +9,6 @@ topic is read back and its Avro events decoded.
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from synthstream.schemas.record import RecordSchema
 from synthstream.schemas.serde import InMemorySchemaStore, JsonRecordSerde
 from synthstream.streams.drift import PROFILE_ARTIFACT, DriftStage
 from synthstream.streams.pipeline import Pipeline, PipelineSummary
-from tests.helpers import pipeline_config, read_topic, shared
+from tests.helpers import ADULT_CSV, pipeline_config, read_topic, shuffled
 
 WINDOW = 2_000
 PHASE_ONE = 4_000  # two windows; the first model trains on >= 3,000 of them
@@ -32,12 +31,11 @@ PHASE_TWO = 12_000  # six windows
 
 
 def _adult() -> tuple[Path, RecordSchema, list[dict[str, Any]]]:
-    sample = shared("adult/adult_train_ctgan.csv")
+    sample = ADULT_CSV
     frame = read_table(sample)
     schema = infer_schema(frame, name="Adult")
-    records = records_from_frame(frame, schema)
-    random.Random(7).shuffle(records)  # the file is sorted by nothing in particular; a fixed shuffle is i.i.d.
-    return sample, schema, records[: PHASE_ONE + PHASE_TWO]
+    # The file is sorted by nothing in particular; seeded shuffles (a second pass past 8,000) are i.i.d.
+    return sample, schema, shuffled(records_from_frame(frame, schema), PHASE_ONE + PHASE_TWO, seed=7)
 
 
 def _shift(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,7 @@ from synthstream.schemas.events import DriftEvent, EventSerde
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.serde import InMemorySchemaStore
 from synthstream.streams.drift import DriftStage, ProfileHook
-from tests.helpers import read_topic, shared
+from tests.helpers import ADULT_CSV, read_topic, shuffled
 
 WINDOW = 1_000
 
@@ -38,11 +37,9 @@ class Clock:
 
 
 def _adult(n: int):
-    frame = read_table(shared("adult/adult_train_ctgan.csv"))
+    frame = read_table(ADULT_CSV)
     schema = infer_schema(frame, name="Adult")
-    records = records_from_frame(frame, schema)
-    random.Random(11).shuffle(records)
-    return schema, records[:n]
+    return schema, shuffled(records_from_frame(frame, schema), n, seed=11)
 
 
 def _batch(records: list[dict[str, Any]], first_offset: int) -> tuple[list[dict[str, Any]], list[Src]]:

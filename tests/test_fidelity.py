@@ -11,12 +11,12 @@ import pytest
 from synthstream.evaluation.fidelity import column_shapes_score, fidelity_report, pair_trends_score
 from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
-from tests.helpers import ADULT_NUMERIC, adult_schema, shared
+from tests.helpers import ADULT_CSV, ADULT_NUMERIC, adult_schema
 
 
 @pytest.fixture(scope="module")
 def real() -> pd.DataFrame:
-    path = shared("adult/adult_train_ctgan.csv")
+    path = ADULT_CSV
     frame = pd.read_csv(path, skipinitialspace=True, na_values=["?"])
     return frame.sample(8000, random_state=0).reset_index(drop=True)
 
@@ -69,9 +69,21 @@ def test_agrees_with_sdmetrics_default_thresholds(real: pd.DataFrame, schema: Re
     assert ours == pytest.approx(trends, abs=0.02)
 
 
-def test_identical_frames_score_one(real: pd.DataFrame, schema: RecordSchema) -> None:
-    report = fidelity_report(real, real.copy(), schema)
-    assert report == pytest.approx({"column_shapes": 1.0, "pair_trends": 1.0, "overall": 1.0})
+def test_a_holdout_scores_high_and_a_perturbed_holdout_lower(real: pd.DataFrame, schema: RecordSchema) -> None:
+    """Two disjoint halves of Adult (genuinely different rows), then one half with two fields moved."""
+    first, second = real.iloc[:4_000].reset_index(drop=True), real.iloc[4_000:].reset_index(drop=True)
+    holdout = fidelity_report(first, second, schema)
+    assert 0.95 < holdout["column_shapes"] < 1.0 and 0.9 < holdout["pair_trends"] < 1.0
+    perturbed = second.assign(
+        age=second["age"] + 15, sex=second["sex"].map({"Male": "Female", "Female": "Male"})
+    )  # older, and the sex shares swapped (Male ~67 % -> ~33 %)
+    moved = fidelity_report(first, perturbed, schema)
+    assert moved["column_shapes"] < holdout["column_shapes"] - 0.03  # 2 of 15 fields moved: about -0.047
+    assert moved["overall"] < holdout["overall"]
+    # The drop is the right size: SDMetrics (independent) scores the perturbed set the same.
+    shapes, trends = sdmetrics_scores(first, perturbed, thresholds=False)
+    assert moved["column_shapes"] == pytest.approx(shapes, abs=0.02)
+    assert moved["pair_trends"] == pytest.approx(trends, abs=0.02)
 
 
 def test_independent_columns_lower_pair_trends(real: pd.DataFrame, schema: RecordSchema, synthetic, shuffled) -> None:

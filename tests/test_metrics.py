@@ -16,7 +16,7 @@ from synthstream.schemas.serde import InMemorySchemaStore, JsonRecordSerde
 from synthstream.streams.drift import DriftStage
 from synthstream.streams.metrics import MetricsServer
 from synthstream.streams.pipeline import Pipeline
-from tests.helpers import pipeline_config, read_topic, shared
+from tests.helpers import ADULT_CSV, TRANSACTIONS_CSV, pipeline_config, read_topic
 
 RECORDS = 3_000
 BAD = [b'{"amt": 1', b"\xff\xfe not json", b"[1, 2, 3]"]
@@ -46,7 +46,7 @@ def _of(samples, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 async def test_scraped_metrics_match_the_pipeline_counts(kafka, names, tmp_path):
-    sample = shared("transactions/fraudTrain_prefix.csv")
+    sample = TRANSACTIONS_CSV
     frame = read_table(sample, nrows=RECORDS)
     schema = infer_schema(frame, name="Tx")
     config = pipeline_config(
@@ -140,7 +140,7 @@ async def test_scraped_metrics_match_the_pipeline_counts(kafka, names, tmp_path)
 
 
 async def test_privacy_budget_and_window_lag_setters(kafka, names, tmp_path):
-    sample = shared("adult/adult_train_ctgan.csv")
+    sample = ADULT_CSV
     schema = infer_schema(read_table(sample, nrows=500), name="Adult")
     config = pipeline_config(names.prefix, tmp_path, sample, metrics={"enabled": True, "port": 0})
     pipeline = Pipeline(config, kafka, schema)

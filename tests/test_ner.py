@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
+import json
 from typing import Any
 
 import pytest
 
 from synthstream.errors import ConfigError
+from synthstream.processors.pii import ner
 from synthstream.processors.pii.ner import (
     LABELS,
     TextAnalyzer,
@@ -19,6 +20,7 @@ from synthstream.processors.pii.ner import (
 )
 from synthstream.processors.pii.patterns import TextScanner
 from synthstream.processors.pii.types import Finding
+from tests.helpers import fixture
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +44,15 @@ def test_model_path_and_ner_only_pipeline(nlp: Any) -> None:
     assert nlp.pipe_names == ["ner"]
 
 
-def test_portuguese_model_is_found_or_missing_with_a_clear_error() -> None:
-    installed = [p for p in ("pt_core_news_sm", "pt_core_news_md", "pt_core_news_lg") if importlib.util.find_spec(p)]
-    if installed:  # not on this project's package index; a user may install one
-        assert (spacy_model_path("pt") / "config.cfg").is_file()
-    else:
-        with pytest.raises(ConfigError, match="pt_core_news_sm"):
-            spacy_model_path("pt")
+def test_a_missing_pipeline_is_a_clear_error_naming_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same outcome on every machine: the lookup is pointed at package names that cannot exist.
+    missing = ("pt_core_news_missing_for_test", "pt_core_news_also_missing")
+    monkeypatch.setitem(ner.MODEL_PACKAGES, "pt", missing)
+    with pytest.raises(ConfigError, match="pt_core_news_missing_for_test or pt_core_news_also_missing"):
+        spacy_model_path("pt")
+    # The first installed package of the list wins: the English pipeline behind a missing name.
+    monkeypatch.setitem(ner.MODEL_PACKAGES, "en", ("en_core_web_missing_for_test", *ner.MODEL_PACKAGES["en"]))
+    assert (spacy_model_path("en") / "config.cfg").is_file()
     with pytest.raises(ConfigError, match="not supported"):
         spacy_model_path("xx")
 
@@ -172,9 +176,21 @@ def test_merge_joins_same_type_overlaps() -> None:
 
 
 def test_accuracy_floor_on_presidio_dataset(analyzer: TextAnalyzer) -> None:
-    from benchmarks.pii_text import _to_spans, load_dataset, score
+    from benchmarks.pii_text import GOLD_MAP, _to_spans, score
 
-    data = load_dataset(300)
+    # The first 300 samples of presidio-research's synth_dataset_v2 (tests/fixtures/README.md).
+    raw = json.loads(fixture("presidio_synth_300.json").read_text(encoding="utf-8"))
+    data = [
+        (
+            sample["full_text"],
+            [
+                (GOLD_MAP.get(s["entity_type"], s["entity_type"]), s["start_position"], s["end_position"])
+                for s in sample["spans"]
+            ],
+        )
+        for sample in raw
+    ]
+    assert len(data) == 300
     preds = analyzer.analyze_batch([t for t, _ in data])
     result = score([g for _, g in data], [_to_spans(f) for f in preds])
     # measured on these 300 texts: PERSON recall 0.68, overall F2 0.63 (Presidio: 0.60, 0.50)

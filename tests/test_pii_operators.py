@@ -19,7 +19,7 @@ from synthstream.processors.pii.operators import (
 )
 from synthstream.processors.pii.plan import default_operator, detect_fields, name_hint
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
-from tests.helpers import shared
+from tests.helpers import FAKE_IDENTITIES_CSV
 
 K1 = Pseudonymizer(b"first-key-0123456789abcdef", "k1")
 K2 = Pseudonymizer(b"second-key-0123456789abcdef", "k2")
@@ -120,7 +120,7 @@ def test_name_hints(name, entity):
 
 
 def test_plan_on_fake_identities_uses_values():
-    people = pd.read_csv(shared("pii/FakeNameGenerator.com_3000.csv"), encoding="utf-8-sig")
+    people = pd.read_csv(FAKE_IDENTITIES_CSV, encoding="utf-8-sig")
     br = people[people["Country"] == "BR"]
     columns = ["GivenName", "Surname", "EmailAddress", "NationalID", "StreetAddress", "City", "Occupation"]
     schema = RecordSchema(

@@ -15,14 +15,14 @@ from synthstream.processors.pii.redactor import PiiRedactor, build_plan, cached_
 from synthstream.processors.redactor import PassThroughRedactor
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.record import FieldRole, FieldType
-from tests.helpers import shared
+from tests.helpers import TRANSACTIONS_CSV
 
 KEY = Pseudonymizer(b"test-key-0123456789abcdef", "t1")
 
 
 @pytest.fixture(scope="module")
 def transactions():
-    frame = read_table(shared("transactions/fraudTrain_prefix.csv"), nrows=2_000)
+    frame = read_table(TRANSACTIONS_CSV, nrows=2_000)
     schema = infer_schema(frame, name="Transactions")
     return schema, records_from_frame(frame, schema)
 

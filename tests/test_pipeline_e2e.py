@@ -13,13 +13,13 @@ from synthstream.connectors.replay import replay_file
 from synthstream.connectors.schema_topic import SchemaTopicReader, publish_schema
 from synthstream.connectors.sinks import AutoDecoder
 from synthstream.demo import sample_path
-from synthstream.schemas.events import DeadLetterEvent, EventSerde
+from synthstream.schemas.events import DeadLetterEvent, EventSerde, ModelLifecycleEvent, PrivacyAuditEvent
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.record import FieldType
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, frame
 from synthstream.streams.pipeline import Pipeline
 from synthstream.streams.publisher import HEADER_MODEL_VERSION, HEADER_SYNTHETIC
-from tests.helpers import pipeline_config, read_topic
+from tests.helpers import FAST_AUDIT, pipeline_config, read_topic
 
 PY_TYPES = {
     FieldType.LONG: int,
@@ -41,7 +41,7 @@ def _done(expected_in: int):
 async def test_replayed_sample_becomes_a_synthetic_feed(kafka, names, tmp_path):
     sample = sample_path()
     schema = infer_schema(read_table(sample), name="Adult")
-    config = pipeline_config(names.prefix, tmp_path, sample)
+    config = pipeline_config(names.prefix, tmp_path, sample, audit=FAST_AUDIT)  # the whole pipeline: gate on
     store = InMemorySchemaStore()
     serde = AvroRecordSerde(schema, store, subject=f"{config.source.topic}-value")
     await ensure_topics(kafka, [config.source.topic, config.topics.schemas])
@@ -80,6 +80,29 @@ async def test_replayed_sample_becomes_a_synthetic_feed(kafka, names, tmp_path):
         assert headers[HEADER_SYNTHETIC] == b"true"
         versions.add(int(headers[HEADER_MODEL_VERSION]))
     assert versions <= set(summary.model_versions)
+
+    # The gate was on: every version in the feed passed its audit first, and the verdict says so.
+    audits = {
+        e.model_version: e
+        for e in (
+            EventSerde(PrivacyAuditEvent, fresh_store).decode(r.value)
+            for r in await read_topic(kafka, config.topics.privacy_audit)
+        )
+    }
+    assert versions and versions <= set(audits)
+    for version in versions:
+        event = audits[version]
+        assert event.verdict == "pass", (version, event.reasons)
+        assert event.synthetic_rows == 1_000 and event.control_rows >= 200 and event.attacks_built > 0
+    lifecycle = [
+        (e.model_version, e.action)
+        for e in (
+            EventSerde(ModelLifecycleEvent, fresh_store).decode(r.value)
+            for r in await read_topic(kafka, config.topics.models)
+        )
+    ]
+    for version in versions:
+        assert lifecycle.index((version, "trained")) < lifecycle.index((version, "promoted"))
 
 
 async def test_bad_inputs_are_dead_lettered_while_valid_records_flow(kafka, names, tmp_path):

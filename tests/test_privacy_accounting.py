@@ -44,13 +44,17 @@ def test_zcdp_bound_is_valid_above_the_exact_gaussian_privacy_loss(sigma: float)
 def test_composition_adds_rho_as_dp_accounting_composes_zcdp() -> None:
     windows = [0.01, 0.02, 0.005, 0.03, 0.015]
     total = sum((Spend(rho=r) for r in windows), Spend())
-    composed = SelfComposedDpEvent(ZCDpEvent(0.01), 1)
     acc = rdp.RdpAccountant()
     for r in windows:
         acc.compose(ZCDpEvent(r))
     assert total.rho == pytest.approx(sum(windows))
     assert rho_to_epsilon(total.rho, 1e-6) == pytest.approx(float(acc.get_epsilon(1e-6)), rel=5e-3)
-    assert _rdp_epsilon(composed, 1e-6) > 0
+    # Ten equal windows: our sum of ρ against dp-accounting's self-composition of the same event.
+    ten = sum((Spend(rho=0.01) for _ in range(10)), Spend())
+    theirs = _rdp_epsilon(SelfComposedDpEvent(ZCDpEvent(0.01), 10), 1e-6)
+    assert rho_to_epsilon(ten.rho, 1e-6) == pytest.approx(theirs, rel=5e-3)
+    # A wrong composition (ρ of one window, or the ε's added) is far from it: the check can fail.
+    assert rho_to_epsilon(0.01, 1e-6) < 0.5 * theirs < 2 * theirs < 10 * rho_to_epsilon(0.01, 1e-6)
 
 
 def test_gaussian_mechanism_noise_matches_dp_accounting_calibration() -> None:
@@ -87,6 +91,7 @@ def test_window_guarantee_states_the_w_window_bound() -> None:
         "gaussian", Spend(rho=epsilon_to_rho(1.0, 1e-6), delta=1e-8), conversion_delta=1e-6, unit="record", w=10
     )
     assert g.epsilon == pytest.approx(1.0, rel=1e-6)
+    assert g.rho is not None and g.epsilon == pytest.approx(_rdp_epsilon(ZCDpEvent(g.rho), 1e-6), rel=0.1)
     assert g.delta == pytest.approx(1e-6 + 1e-8)
     assert "over any 10 windows" in g.describe()
 

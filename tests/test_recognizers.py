@@ -18,7 +18,7 @@ from synthstream.processors.pii.checksums import (
 )
 from synthstream.processors.pii.patterns import TextScanner, classify_value
 from synthstream.processors.pii.presidio_ext import build_presidio_analyzer
-from tests.helpers import shared
+from tests.helpers import FAKE_IDENTITIES_CSV
 
 
 def _flip_last_digit(value: str) -> str:
@@ -44,20 +44,65 @@ def test_cpf_invalid_check_digits_are_not_cpfs(cpf):
     assert _found(f"O CPF {cpf} consta no cadastro.", "BR_CPF") == []
 
 
-def test_cpf_precision_and_recall_at_scale():
+def _reference_cpf_digits(nine: str) -> str:
+    """The two CPF check digits written from the Receita Federal rule, independent of the package's code."""
+    first = sum(int(d) * w for d, w in zip(nine, range(10, 1, -1), strict=True)) * 10 % 11 % 10
+    second = sum(int(d) * w for d, w in zip(nine + str(first), range(11, 1, -1), strict=True)) * 10 % 11 % 10
+    return f"{first}{second}"
+
+
+def _reference_cpfs(rng: random.Random, n: int) -> list[str]:
+    """``n`` valid CPFs built by the reference rule, half formatted (123.456.789-09), half bare."""
+    out = []
+    while len(out) < n:
+        nine = "".join(rng.choice("0123456789") for _ in range(9))
+        if len(set(nine)) == 1:
+            continue
+        raw = nine + _reference_cpf_digits(nine)
+        out.append(f"{raw[:3]}.{raw[3:6]}.{raw[6:9]}-{raw[9:]}" if len(out) % 2 else raw)
+    return out
+
+
+def _corrupt_check_digit(value: str, which: int, rng: random.Random) -> str:
+    """The CPF with check digit ``which`` (0: first, 1: second) replaced by a different digit."""
+    positions = [i for i, c in enumerate(value) if c.isdigit()]
+    pos = positions[9 + which]
+    wrong = rng.choice([d for d in "0123456789" if d != value[pos]])
+    return value[:pos] + wrong + value[pos + 1 :]
+
+
+def test_cpf_scanner_recall_and_precision_at_scale():
+    """The scanner (not the check-digit helper) on 1,000 reference CPFs and on each with a corrupted check digit."""
     rng = random.Random(11)
-    valid = [generate_cpf(rng, formatted=rng.random() < 0.5) for _ in range(2_000)]
-    invalid = [_flip_last_digit(v) for v in valid]
-    assert all(cpf_is_valid(v) for v in valid)
-    assert not any(cpf_is_valid(v) for v in invalid)
+    valid = _reference_cpfs(rng, 1_000)
+    corrupted = [_corrupt_check_digit(v, i % 2, rng) for i, v in enumerate(valid)]
+    scanner = TextScanner()
+    found = [
+        [text[f.start : f.end] for f in scanner.scan(text) if f.entity_type == "BR_CPF"]
+        for text in (f"Cliente com CPF {v} solicitou reembolso." for v in valid)
+    ]
+    assert [v for f, v in zip(found, valid, strict=True) if f != [v]] == []
+    assert sum(classify_value(v) == "BR_CPF" for v in valid) == len(valid)
+    assert [c for c in corrupted if _found(f"Cliente com CPF {c} solicitou reembolso.", "BR_CPF")] == []
+    assert not any(classify_value(c) == "BR_CPF" for c in corrupted)
+
+
+def test_generated_cpfs_pass_the_reference_rule():
+    rng = random.Random(5)
+    for value in (generate_cpf(rng, formatted=rng.random() < 0.5) for _ in range(500)):
+        raw = value.replace(".", "").replace("-", "")
+        assert raw[9:] == _reference_cpf_digits(raw[:9]), value
 
 
 def test_cpfs_of_the_brazilian_fake_identities():
-    people = pd.read_csv(shared("pii/FakeNameGenerator.com_3000.csv"), encoding="utf-8-sig")
+    people = pd.read_csv(FAKE_IDENTITIES_CSV, encoding="utf-8-sig")
     ids = [str(v) for v in people.loc[people["Country"] == "BR", "NationalID"].dropna()]
     assert len(ids) >= 80
-    # FakeNameGenerator writes CPF-formatted ids; they carry valid check digits.
-    assert sum(cpf_is_valid(v) for v in ids) / len(ids) >= 0.99
+    # FakeNameGenerator writes CPF-formatted ids with valid check digits (checked by the reference rule);
+    # the scanner finds every one of them in a sentence.
+    raw = [v.replace(".", "").replace("-", "") for v in ids]
+    assert all(r[9:] == _reference_cpf_digits(r[:9]) for r in raw)
+    assert all(_found(f"O CPF {v} consta no cadastro.", "BR_CPF") == [v] for v in ids)
 
 
 @pytest.mark.parametrize(

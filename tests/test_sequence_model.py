@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from dp_accounting import GaussianDpEvent, PoissonSampledDpEvent, SelfComposedDpEvent, rdp
 
 from synthstream.config import SequenceConfig, SequenceModelConfig
 from synthstream.errors import ModelError, NotFittedError
@@ -233,16 +234,30 @@ def test_fit_from_the_pipeline_config_warm_starts_when_compatible(records: list[
     assert third.fit_report_["warm_start"] is False  # incompatible shape: a cold fit, not an error
 
 
+def _independent_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    """ε of ``steps`` Poisson-subsampled Gaussian steps by dp-accounting's RDP accountant."""
+    acc = rdp.RdpAccountant()
+    acc.compose(SelfComposedDpEvent(PoissonSampledDpEvent(sample_rate, GaussianDpEvent(noise_multiplier)), steps))
+    return float(acc.get_epsilon(delta))
+
+
 def test_dp_sgd_records_its_spend(records: list[dict[str, Any]]) -> None:
     model = _model(epochs=2, dp_noise_multiplier=1.1, dp_max_grad_norm=1.0, dp_delta=1e-4).fit(records, SCHEMA)
     spend = model.dp_spend_
     assert spend is not None
     assert spend.noise_multiplier == pytest.approx(1.1)
-    assert 0 < spend.sample_rate <= 1 and spend.steps > 0 and spend.delta == 1e-4
-    assert 0 < spend.epsilon < 100 and spend.unit == "entity"
     assert model.fit_report_["chunks"] == 40  # one training sequence per entity: the privacy unit
+    # Poisson sampling of 8 expected entities out of 40, 2 epochs of 1/q = 5 expected batches each.
+    assert spend.sample_rate == pytest.approx(8 / 40) and spend.delta == 1e-4 and spend.unit == "entity"
+    assert 8 <= spend.steps <= 10  # an empty Poisson batch (p = 0.8**40 each) takes no step
+    # ε recomputed by Google's dp-accounting from the same σ, q and steps, not read from the model.
+    assert spend.epsilon == pytest.approx(_independent_epsilon(1.1, 8 / 40, spend.steps, 1e-4), rel=0.03)
     targeted = _model(epochs=2, dp_target_epsilon=3.0).fit(records, SCHEMA)
-    assert targeted.dp_spend_ is not None and targeted.dp_spend_.epsilon <= 3.0 + 1e-6
+    t = targeted.dp_spend_
+    assert t is not None
+    independent = _independent_epsilon(t.noise_multiplier, t.sample_rate, t.steps, t.delta)
+    assert independent <= 3.0 * 1.03 and t.epsilon <= 3.0 + 1e-6
+    assert independent >= 2.5  # calibrated to the target, not to a needlessly large σ
     assert len(targeted.sample(20, seed=0)) == 20
 
 
@@ -256,11 +271,16 @@ def test_a_single_long_series_without_entities(records: list[dict[str, Any]]) ->
     assert len(only.events) == len(series) and "card" not in only.events[0]
 
 
-def test_device_selection_and_invalid_options() -> None:
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ModelError, match="cuda"):
-            resolve_device("cuda")
+def test_device_selection_and_invalid_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both hardware cases on every machine: torch's CUDA probe is the one input, set each way.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(ModelError, match="cuda"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda" and resolve_device("cuda").type == "cuda"
+    assert resolve_device("cpu").type == "cpu"
+    monkeypatch.undo()
     with pytest.raises(ValueError, match=r"backbone must be one of \['gru', 'tcn'\]"):
         _model(backbone="lstm")
     with pytest.raises(ValueError, match="period must be one of"):

@@ -24,7 +24,7 @@ from synthstream.schemas.inference import infer_schema
 from synthstream.settings import KafkaSettings
 from synthstream.streams.ingest import BatchObserver
 from synthstream.streams.pipeline import Pipeline
-from tests.helpers import pipeline_config, shared
+from tests.helpers import TRANSACTIONS_CSV, pipeline_config
 
 T0 = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 
@@ -174,7 +174,7 @@ async def test_a_pipeline_with_a_sequence_section_feeds_its_keyed_state(kafka: K
     config = pipeline_config(
         "seqwire",
         tmp_path,
-        shared("transactions/fraudTrain_prefix.csv"),
+        TRANSACTIONS_CSV,
         sequence={
             "enabled": True,
             "entity_field": "cc_num",
@@ -187,7 +187,7 @@ async def test_a_pipeline_with_a_sequence_section_feeds_its_keyed_state(kafka: K
     assert config.source.sample_file is not None
     frame = read_table(config.source.sample_file, nrows=2_000)
     schema = infer_schema(frame, name="Txn")
-    pipeline = Pipeline(config, kafka, schema, redactor=PassThroughRedactor(), role="trainer")
+    pipeline = Pipeline(config, kafka, schema, redactor=PassThroughRedactor(), role="all")
     async with Producer(kafka) as producer:
         observers = pipeline._build_observers(producer)
     (state,) = [o for o in observers if isinstance(o, EntitySequences)]

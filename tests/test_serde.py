@@ -48,14 +48,14 @@ from synthstream.schemas.serde import (
     schema_id_for,
     unframe,
 )
-from tests.helpers import shared
+from tests.helpers import ADULT_CSV, TRANSACTIONS_CSV
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def adult_frame() -> pd.DataFrame:
-    return read_table(shared("adult/adult_train_ctgan.csv"), nrows=5_000)
+    return read_table(ADULT_CSV, nrows=5_000)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def adult_records(adult_frame: pd.DataFrame, adult_schema: RecordSchema) -> list
 
 @pytest.fixture(scope="module")
 def tx() -> tuple[RecordSchema, list[dict]]:
-    frame_ = read_table(shared("transactions/fraudTrain_prefix.csv"), nrows=300)
+    frame_ = read_table(TRANSACTIONS_CSV, nrows=300)
     schema = infer_schema(frame_, name="Transactions")
     return schema, records_from_frame(frame_, schema)
 

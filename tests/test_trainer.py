@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 
 from synthstream.config import TrainingConfig
@@ -17,7 +20,7 @@ from synthstream.schemas.events import EventSerde, ModelLifecycleEvent
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.record import FieldRole
 from synthstream.schemas.serde import InMemorySchemaStore
-from synthstream.streams.trainer import RetrainScheduler, training_executor
+from synthstream.streams.trainer import RetrainScheduler, training_executor, trigger_fired
 from tests.helpers import read_topic
 
 
@@ -27,6 +30,27 @@ def _records():
     return schema, records_from_frame(frame, schema)
 
 
+async def _until(predicate: Callable[[], bool], limit_s: float) -> bool:
+    """Wait until ``predicate()`` holds, checking every 50 ms, for at most ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def test_the_trigger_rule() -> None:
+    """The rule itself, with clock readings an hour apart: no dependence on the machine's speed."""
+    now = time.monotonic()
+    assert not trigger_fired(0, 0, now, 500, 60)  # nothing new
+    assert trigger_fired(1, 0, now, 500, 60)  # the first fit needs only new data
+    assert not trigger_fired(499, 1, now, 500, 60)
+    assert trigger_fired(500, 1, now, 500, 60)  # count
+    assert trigger_fired(1, 1, now - 3_600, 500, 60)  # time
+    assert not trigger_fired(1, 1, now - 3_600, 500, None) and not trigger_fired(499, 1, now, None, 60)
+
+
 async def test_count_and_time_triggers(kafka, names, tmp_path):
     schema, records = _records()
     topic = names.topic("models")
@@ -34,7 +58,8 @@ async def test_count_and_time_triggers(kafka, names, tmp_path):
     store = InMemorySchemaStore()
     buffer = TrainingBuffer(5_000)
     registry = ModelRegistry(tmp_path, "s")
-    config = TrainingConfig(every_records=500, every_seconds=0.3, min_records=200, seed=7)
+    # An hour between time triggers: no check below can be decided by how slow the machine is.
+    config = TrainingConfig(every_records=500, every_seconds=3_600, min_records=200, seed=7)
     async with Producer(kafka) as producer:
         with ThreadPoolExecutor(1) as executor:
             scheduler = RetrainScheduler(
@@ -61,9 +86,10 @@ async def test_count_and_time_triggers(kafka, names, tmp_path):
             assert scheduler.due()  # count trigger
             await scheduler.retrain()
             buffer.extend(records[800:810])
-            assert not scheduler.due()
-            await asyncio.sleep(0.35)
-            assert scheduler.due()  # time trigger with new records
+            assert not scheduler.due()  # 10 new records, and the hour is not up
+            # The time trigger on a scheduler whose interval is short: wait for it (a deadline, not a sleep).
+            scheduler.config = TrainingConfig(every_records=500, every_seconds=0.2, min_records=200, seed=7)
+            assert await _until(scheduler.due, 30.0)  # time trigger with new records
             assert scheduler.maybe_start()
             assert not scheduler.maybe_start()  # one fit at a time
             await scheduler.wait_idle()
@@ -101,14 +127,18 @@ async def test_fit_runs_in_a_worker_process_while_the_loop_keeps_running(kafka, 
                 stream="p",
             )
             ticks = 0
+            workers: set[int] = set()
             assert scheduler.maybe_start()
-            while scheduler.busy:
-                await asyncio.sleep(0.01)
+            while scheduler.busy:  # pure yields, no timer: counts loop turns, not time
+                workers |= {p.pid for p in psutil.Process().children()}
+                await asyncio.sleep(0)
                 ticks += 1
             await scheduler.wait_idle()
     finally:
         executor.shutdown()
-    assert ticks > 5, "the event loop was blocked while the model trained"
+    # A fit on the loop's thread would allow no turn at all while it ran; in the worker it allows thousands.
+    assert ticks > 100, "the event loop was blocked while the model trained"
+    assert workers, "the fit did not run in a worker process"
     assert ModelRegistry(tmp_path, "p").current().lineage.rows == 2_000
 
 

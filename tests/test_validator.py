@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import orjson
@@ -14,19 +13,19 @@ from synthstream.processors.validator import RecordValidator, ValidationResult
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.record import RecordSchema
 from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, frame
-from tests.helpers import shared
+from tests.helpers import ADULT_CSV, TRANSACTIONS_CSV
 
 
 @pytest.fixture(scope="module")
 def adult() -> tuple[RecordSchema, list[dict]]:
-    frame_ = read_table(shared("adult/adult_train_ctgan.csv"), nrows=20_000)
+    frame_ = read_table(ADULT_CSV, nrows=20_000)
     schema = infer_schema(frame_, name="Adult")
     return schema, records_from_frame(frame_, schema)
 
 
 @pytest.fixture(scope="module")
 def tx() -> tuple[RecordSchema, list[dict]]:
-    frame_ = read_table(shared("transactions/fraudTrain_prefix.csv"), nrows=200)
+    frame_ = read_table(TRANSACTIONS_CSV, nrows=200)
     schema = infer_schema(frame_, name="Transactions")
     return schema, records_from_frame(frame_, schema)
 
@@ -204,7 +203,7 @@ def test_non_finite_double_from_avro(tx: tuple[RecordSchema, list[dict]]) -> Non
     store = InMemorySchemaStore()
     value = AvroRecordSerde(schema, store, "tx").encode(dict(records[0], amt=float("nan")))
     exc = rejected(RecordValidator(schema, store=store), value)
-    assert exc.reason == "schema_violation" and "'amt'" in exc.detail and "non-finite" in exc.detail
+    assert exc.reason == "value_out_of_range" and "'amt'" in exc.detail and "non-finite" in exc.detail
 
 
 def test_every_violation_is_reported_at_once(schema: RecordSchema, good: dict) -> None:
@@ -215,7 +214,9 @@ def test_every_violation_is_reported_at_once(schema: RecordSchema, good: dict) -
         for field in ("'age'", "'workclass'", "'income'", "'sex'"):
             assert field in exc.detail
         assert "thirty" not in exc.detail and "secret" not in exc.detail
-        assert ("'extra'" in exc.detail) is (policy == "reject")
+        # Unknown keys are counted, never named (a key can be personal data).
+        assert "'extra'" not in exc.detail
+        assert ("1 field(s) not in the schema" in exc.detail) is (policy == "reject")
     assert exc.detail.startswith("5 violation(s)")
 
 
@@ -223,11 +224,12 @@ def test_extra_fields_policies(schema: RecordSchema, good: dict) -> None:
     value = orjson.dumps(dict(good, unexpected=1, another="x"))
     assert list(RecordValidator(schema, extra_fields="drop")(value)) == schema.field_names
     exc = rejected(RecordValidator(schema, extra_fields="reject"), value)
-    assert exc.reason == "schema_violation" and "2 field(s) not in the schema: 'unexpected', 'another'" in exc.detail
+    assert exc.reason == "schema_violation" and "2 field(s) not in the schema" in exc.detail
+    assert "unexpected" not in exc.detail and "another" not in exc.detail
     # An extra field alongside a missing nullable one is still caught.
     del good["workclass"]
     exc = rejected(RecordValidator(schema, extra_fields="reject"), orjson.dumps(dict(good, other=1)))
-    assert "'other'" in exc.detail
+    assert "1 field(s) not in the schema" in exc.detail and "other" not in exc.detail
     assert RecordValidator(schema, extra_fields="reject")(orjson.dumps(good))["workclass"] is None
 
 
@@ -246,18 +248,3 @@ def test_process_keeps_positions(adult: tuple[RecordSchema, list[dict]]) -> None
         (2, "malformed_json"),
         (4, "schema_violation"),
     ]
-
-
-def test_json_validation_throughput(adult: tuple[RecordSchema, list[dict]]) -> None:
-    schema, records = adult
-    serde = JsonRecordSerde(schema)
-    values = [serde.encode(r) for r in records]
-    validator = RecordValidator(schema)
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        for value in values:
-            validator(value)
-        best = max(best, len(values) / (time.perf_counter() - start))
-    # ~200k records/s measured on one core; a loose bound keeps CI noise from failing it.
-    assert best > 50_000, f"{best:,.0f} records/s"

@@ -7,6 +7,7 @@ messages and loses everything when stopped, so it is no substitute for real Kafk
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -27,6 +28,43 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`BrokerError` naming the cause when nothing may listen on ``host:port`` now.
+
+    The probe binds the way a server does (``SO_REUSEADDR``), so only a socket that is really
+    listening there (another broker, another service) or a missing privilege fails it.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise BrokerError(_bind_failure(host, port, exc.errno)) from None
+
+
+def _bind_failure(host: str, port: int, code: int | None) -> str:
+    if code == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use (another broker or service listens there); "
+            "stop it or choose another --port"
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return f"no permission to listen on {host}:{port} (ports below 1024 need privileges); choose another --port"
+    if code == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}:{port}: the address is not on this machine"
+    return f"cannot listen on {host}:{port}: {os.strerror(code) if code else 'unknown error'}"
+
+
+def _explain_exit(host: str, port: int, stderr_tail: str) -> str | None:
+    """A clear cause for a broker process that exited, from its stderr (e.g. the port was taken)."""
+    text = stderr_tail.lower()
+    if "address already in use" in text or "addrinuse" in text:
+        return _bind_failure(host, port, errno.EADDRINUSE)
+    if "permission denied" in text:
+        return _bind_failure(host, port, errno.EACCES)
+    return None
 
 
 def resolve_broker_binary(explicit: Path | None = None) -> Path:
@@ -94,6 +132,7 @@ class EmbeddedBroker:
         if self.running:
             return self
         binary = resolve_broker_binary(self.binary)
+        check_port_free(self.host, self.port)
         url = f"tcp://{self.host}:{self.port}"
         cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"]
         # stderr goes to a file, not a pipe: a pipe nobody drains would stall a long run.
@@ -113,7 +152,9 @@ class EmbeddedBroker:
                 err = self._stderr_tail()
                 code = self._process.returncode
                 self.stop()
-                raise BrokerError(f"broker exited with code {code} during start-up: {err}")
+                cause = _explain_exit(self.host, self.port, err)
+                last = err.strip().splitlines()[-1] if err.strip() else "no output"
+                raise BrokerError(cause or f"broker exited with code {code} during start-up: {last}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
@@ -123,6 +164,22 @@ class EmbeddedBroker:
         raise BrokerError(
             f"broker did not accept connections on {self.bootstrap_servers} within {self.startup_timeout_s}s"
         )
+
+    def exit_reason(self) -> str:
+        """Why the broker process is not running: its exit code and last stderr line (or the known cause)."""
+        process = self._process
+        if process is None:
+            return "the embedded broker was stopped"
+        code = process.poll()
+        if code is None:
+            return "the embedded broker is running"
+        tail = self._stderr_tail()
+        cause = _explain_exit(self.host, self.port, tail)
+        if cause is not None:
+            return cause
+        last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return f"the embedded broker on {self.bootstrap_servers} stopped ({how}): {last}"
 
     def _stderr_tail(self, limit: int = 500) -> str:
         if self._stderr is None:

@@ -4,6 +4,12 @@ The topic plays the part of Confluent Schema Registry's ``_schemas`` topic: key 
 schema id, value = ``{"id", "subject", "schema"}`` as JSON. Ids are deterministic (a hash
 of the canonical schema), so every process that registers the same schema agrees on its
 id without coordination, and a reader only ever needs to catch up.
+
+Why it stays: it is how workers share schemas when no Schema Registry is configured (no
+server to run, ids agreed without coordination). The topic is created compacted (see
+:mod:`synthstream.connectors.topics`): the key is the id, so compaction keeps one record per
+schema however often workers republish. With ``schema_registry.url`` set it is not used: the
+registry's ids are what Confluent clients understand (see :mod:`synthstream.connectors.registry`).
 """
 
 from __future__ import annotations
@@ -41,7 +47,13 @@ class SchemaTopicReader:
         return f"SchemaTopicReader(topic={self.topic!r})"
 
     async def refresh(self) -> int:
-        """Read schemas published since the last refresh into the store; return how many."""
+        """Read schemas published since the last refresh into the store; return how many.
+
+        A registry-backed store (``registry_backed``) reads nothing: its ids are the registry's,
+        and the content-derived ids of this topic would only pollute the registry's subjects.
+        """
+        if getattr(self.store, "registry_backed", False):
+            return 0
         loaded = 0
         async for batch in read_to_end(self._settings, self.topic, start=self._positions, ends_out=self._positions):
             for rec in batch:

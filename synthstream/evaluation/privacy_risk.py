@@ -29,7 +29,15 @@ one-hot so a mismatch counts 1, nulls explicit):
   distance to the second nearest; near 0 means a synthetic row reproduces one real
   record. Reported as the median, next to the median of control rows.
 
-Identifiers and free text are not audited (their synthetic values are fresh strings).
+Fail closed: what makes an attack impossible on the data at hand (too few audited fields,
+no records, no singling-out query anonymeter could generate) is decided explicitly and
+reported as "not built" (it counts against the attack coverage). Anything an attack
+*raises* is a crash, not a measurement: it surfaces as :class:`~synthstream.errors.AttackError`
+naming the attack and the exception type (never its message, which can quote a value), and
+the auditor fails the version on it.
+
+Identifiers and free text are not attacked here (their synthetic values are fresh strings);
+:mod:`synthstream.evaluation.leaks` checks them for verbatim copies.
 Everything here is pure and runs in a worker process: numpy's global RNG, which
 anonymeter's target sampling draws from, is seeded for the call and restored after.
 """
@@ -48,6 +56,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from synthstream.errors import AttackError
 from synthstream.schemas.events import AttackRisk
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
@@ -258,6 +267,22 @@ def _seeded_linkability_baseline(seed: int) -> Iterator[None]:
         module._random_links = original
 
 
+@contextlib.contextmanager
+def _fail_closed(name: str) -> Iterator[None]:
+    """Turn any exception inside attack ``name`` into an :class:`AttackError` naming the attack and the type.
+
+    The audit fails on it (fail closed): an attack that crashed measured nothing, and a
+    version must not pass on the attacks that happened to run. The original exception is
+    not chained into the traceback: its message can quote a data value.
+    """
+    try:
+        yield
+    except AttackError:
+        raise
+    except Exception as exc:
+        raise AttackError(name, type(exc).__name__) from None
+
+
 def _not_built(name: str, attack: str, requested: int, why: str) -> AttackRisk:
     return AttackRisk(
         name=name,
@@ -307,32 +332,31 @@ def singling_out_risk(
     name = f"singling_out_{mode}"
     if ori.shape[1] < (1 if mode == "univariate" else n_cols):
         return _not_built(name, "singling_out", n_attacks, f"needs at least {n_cols} audited fields")
-    try:
-        with _stable_singling_out(), _captured() as notes:
-            evaluator = SinglingOutEvaluator(
-                ori=ori,
-                syn=syn,
-                n_attacks=n_attacks,
-                n_cols=n_cols,
-                control=control,
-                max_attempts=max_attempts,
-                seed=seed,
-            )
-            evaluator.evaluate(mode=mode)
-            built = min(notes.queries_built(n_attacks), n_attacks)
-            if built == 0:
-                return _not_built(name, "singling_out", n_attacks, "no singling-out query could be generated")
-            raw = evaluator.results(confidence_level=confidence_level)
-            results = EvaluationResults(
-                n_attacks=(built, n_attacks, built),
-                n_success=raw.n_success,
-                n_baseline=raw.n_baseline,
-                n_control=raw.n_control,
-                confidence_level=confidence_level,
-            )
-            risk = results.risk()
-    except Exception as exc:  # anonymeter fails on degenerate data in many ways; the audit reports it
-        return _not_built(name, "singling_out", n_attacks, type(exc).__name__)
+    if min(len(ori), len(syn), len(control)) == 0:
+        return _not_built(name, "singling_out", n_attacks, "no records to attack")
+    with _fail_closed(name), _stable_singling_out(), _captured() as notes:
+        evaluator = SinglingOutEvaluator(
+            ori=ori,
+            syn=syn,
+            n_attacks=n_attacks,
+            n_cols=n_cols,
+            control=control,
+            max_attempts=max_attempts,
+            seed=seed,
+        )
+        evaluator.evaluate(mode=mode)
+        built = min(notes.queries_built(n_attacks), n_attacks)
+        if built == 0:
+            return _not_built(name, "singling_out", n_attacks, "no singling-out query could be generated")
+        raw = evaluator.results(confidence_level=confidence_level)
+        results = EvaluationResults(
+            n_attacks=(built, n_attacks, built),
+            n_success=raw.n_success,
+            n_baseline=raw.n_baseline,
+            n_control=raw.n_control,
+            confidence_level=confidence_level,
+        )
+        risk = results.risk()
     return _risk(name, "singling_out", n_attacks, built, risk.value, risk.ci, notes.caveat())
 
 
@@ -353,23 +377,22 @@ def linkability_risk(
 
     name = "linkability"
     built = min(n_attacks, len(ori), len(control))
-    if built == 0:
+    if built == 0 or len(syn) == 0:
         return _not_built(name, "linkability", n_attacks, "no records to attack")
     first, second = list(aux_cols[0]), list(aux_cols[1])
-    try:
-        with _numpy_global_seed(seed), _seeded_linkability_baseline(seed), _captured() as notes:
-            evaluator = LinkabilityEvaluator(
-                ori=ori,
-                syn=syn,
-                aux_cols=(first, second),
-                n_attacks=built,
-                n_neighbors=min(n_neighbors, len(syn)),
-                control=control,
-            )
-            evaluator.evaluate(n_jobs=n_jobs)
-            risk = evaluator.risk(confidence_level=confidence_level)
-    except Exception as exc:  # anonymeter fails on degenerate data in many ways; the audit reports it
-        return _not_built(name, "linkability", n_attacks, type(exc).__name__)
+    if not first or not second:
+        return _not_built(name, "linkability", n_attacks, "needs two non-empty auxiliary column sets")
+    with _fail_closed(name), _numpy_global_seed(seed), _seeded_linkability_baseline(seed), _captured() as notes:
+        evaluator = LinkabilityEvaluator(
+            ori=ori,
+            syn=syn,
+            aux_cols=(first, second),
+            n_attacks=built,
+            n_neighbors=min(n_neighbors, len(syn)),
+            control=control,
+        )
+        evaluator.evaluate(n_jobs=n_jobs)
+        risk = evaluator.risk(confidence_level=confidence_level)
     return _risk(name, "linkability", n_attacks, built, risk.value, risk.ci, notes.caveat())
 
 
@@ -398,21 +421,18 @@ def inference_risk(
     built = min(n_attacks, len(ori), len(control), len(syn))
     if built == 0 or not aux:
         return _not_built(name, "inference", n_attacks, "no records or no auxiliary fields")
-    try:
-        with _numpy_global_seed(seed), _captured() as notes:
-            evaluator = InferenceEvaluator(
-                ori=ori,
-                syn=syn,
-                aux_cols=aux,
-                secret=secret,
-                regression=regression,
-                n_attacks=built,
-                control=control,
-            )
-            evaluator.evaluate(n_jobs=n_jobs)
-            risk = evaluator.risk(confidence_level=confidence_level)
-    except Exception as exc:  # anonymeter fails on degenerate data in many ways; the audit reports it
-        return _not_built(name, "inference", n_attacks, type(exc).__name__)
+    with _fail_closed(name), _numpy_global_seed(seed), _captured() as notes:
+        evaluator = InferenceEvaluator(
+            ori=ori,
+            syn=syn,
+            aux_cols=aux,
+            secret=secret,
+            regression=regression,
+            n_attacks=built,
+            control=control,
+        )
+        evaluator.evaluate(n_jobs=n_jobs)
+        risk = evaluator.risk(confidence_level=confidence_level)
     return _risk(name, "inference", n_attacks, built, risk.value, risk.ci, notes.caveat())
 
 

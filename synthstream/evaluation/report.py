@@ -3,11 +3,11 @@
 :func:`render_report` turns a stored :class:`~synthstream.processors.auditor.AuditRecord`
 into one HTML file that needs no network: plotly.js and every figure's data are inlined.
 Sections: the verdict and its reasons with the formal guarantee (or "empirical protection
-only"); attack risks as bars with their confidence intervals and ceilings, and how many
-attacks were built; the distance measures; quality; per-field distributions real vs
-synthetic; association heatmaps (real, synthetic, difference); the privacy budget over
-time, from the guarantee history it is given (an empty state when there is none); lineage
-and the version history.
+only"); verbatim leaks per field (counts, never values); attack risks as bars with their
+confidence intervals and ceilings, and how many attacks were built; the distance measures;
+quality; per-field distributions real vs synthetic; association heatmaps (real, synthetic,
+difference); the privacy budget over time, from the guarantee history it is given (an
+empty state when there is none); lineage and the version history.
 
 Every text that comes from data or configuration is HTML-escaped. The real-data summaries
 in the record are aggregates with small cells suppressed (see
@@ -93,6 +93,7 @@ def render_report(
     report = record.report
     sections = [
         _summary(record),
+        _section("leaks", "Verbatim leaks", "", _leak_table(record)),
         _section("risks", "Privacy risks", _risk_figure(record), _attack_table(record)),
         _section("distances", "Distance to real records", _distance_figure(record), _distance_note(record)),
         _section("quality", "Quality", _quality_figure(record), ""),
@@ -207,6 +208,49 @@ def _attack_table(record: AuditRecord) -> str:
         "<table class='attacks'><thead><tr><th>attack</th><th>risk</th><th>CI</th><th>built / requested</th>"
         f"<th>note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _leak_table(record: AuditRecord) -> str:
+    """Per field: training values repeated in the synthetic sample, as counts (the values never reach the page)."""
+    report = record.report
+    if report.leaks is None:
+        return "<p class='empty' id='leaks-missing'>The verbatim-leak check did not run for this version.</p>"
+    k = report.thresholds.get("rare_value_k")
+    ceiling = report.thresholds.get("max_rare_value_share")
+    rule = (
+        "<p>Rare values: synthetic rows carrying a value that fewer than "
+        f"{'k' if k is None else int(k)} training records hold, next to the same share among real control "
+        "records; a field fails when it exceeds the control share by more than "
+        f"{'the ceiling' if ceiling is None else f'{ceiling:.2%}'}. Recognised values: identifiers and names a "
+        "recogniser flags in the synthetic sample that are also in the training data (any one fails the version); "
+        "fresh rows hold recognised values not in training (fakes, pseudonyms), which are not leaks. "
+        "Counts only: no value is shown.</p>"
+    )
+    shown = [f for f in report.leaks if f.check == "recognised" or f.rows or f.leak]
+    quiet = len(report.leaks) - len(shown)
+    rows = []
+    for f in shown:
+        control = "—" if f.control_share is None else f"{f.control_share:.2%}"
+        fresh = "—" if f.fresh_rows is None else f"{f.fresh_rows:,}"
+        what = "rare value" if f.check == "rare_value" else f"recognised {f.entity_type or ''}"
+        verdict = "<td class='leak'>leak</td>" if f.leak else "<td>ok</td>"
+        rows.append(
+            f"<tr><td>{html.escape(f.field)}</td><td>{html.escape(what)}</td><td>{f.rows:,}</td>"
+            f"<td>{f.values:,}</td><td>{f.share:.2%}</td><td>{control}</td><td>{fresh}</td>{verdict}</tr>"
+        )
+    note = f"<p>{quiet} more field(s) checked: no rare training value in the synthetic sample.</p>" if quiet else ""
+    if not rows:
+        return (
+            rule
+            + "<p class='empty' id='leaks-none'>No training value was found repeated in the synthetic sample.</p>"
+            + note
+        )
+    table = (
+        "<table class='leaks'><thead><tr><th>field</th><th>check</th><th>synthetic rows</th><th>distinct values</th>"
+        "<th>share</th><th>control share</th><th>fresh rows</th><th>verdict</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    return rule + table + note
 
 
 def _distance_figure(record: AuditRecord) -> str:
@@ -365,6 +409,6 @@ h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.3rem;margin-
 .guarantee{font-weight:600}.empty{color:#777;font-style:italic}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
-tr.current{background:#fff6e0}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1rem}
+tr.current{background:#fff6e0}td.leak{color:#d62728;font-weight:bold}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1rem}
 footer{margin-top:2rem;color:#777;font-size:.85rem}
 """

@@ -138,6 +138,7 @@ def generator_options(
             "secure_noise": neural.secure_noise,
             "bounds": dict(marginal.bounds),
             "labels": dict(marginal.labels),
+            "min_count": config.min_category_count,
         }
     common = {
         "dp": dp,
@@ -147,6 +148,7 @@ def generator_options(
         "bounds": dict(marginal.bounds),
         "labels": dict(marginal.labels),
         "max_categories": marginal.max_categories,
+        "min_count": config.min_category_count,
     }
     if choice.name == "aim":
         return {
@@ -168,4 +170,6 @@ def generator_options(
             "last_windows": marginal.last_windows,
             "iters": marginal.iters,
         }
+    if choice.name == "gaussian_copula":
+        return {"min_count": config.min_category_count}
     return {}

@@ -13,27 +13,33 @@ How it models a record:
 * sampling draws correlated normals and maps each back through the field's inverse
   distribution.
 
-Per field (decided once at fit time, so sampling has no per-row branching):
+Per field (decided once at fit time, so sampling has no per-row branching). Nothing a
+single record holds is stored (defence in depth behind redaction, :mod:`synthstream.models.guards`,
+with ``k = min_count``):
 
-* numeric (long/double) with at most 256 distinct values: an exact ordered discrete
-  distribution (only observed values come back; age, hours, education-num, capital-gain);
-* other numeric: an inverse quantile grid of ``n_quantiles`` points, linear in between;
-  long fields are rounded and clipped to the observed range;
+* numeric (long/double) with at most 256 distinct values, where the values held by at
+  least k records cover 95 % of the rows: an exact ordered discrete distribution over those
+  values (age, hours, education-num, capital-gain); rarer values count as the nearest kept one;
+* other numeric: an inverse quantile grid of ``n_quantiles`` points, linear in between,
+  clipped to the supported range (k records and 0.5 % beyond each end), each point a mean
+  of k neighbouring values; long fields are rounded and stay inside the grid;
 * datetime: the same, on epoch microseconds, returned as tz-aware UTC ``datetime``;
-* categorical (strings, booleans, categorical-role numbers): categories ordered by
-  frequency; beyond ``max_categories`` the rare ones are folded into the kept ones
-  (their rows get a kept category drawn by frequency, so kept proportions stay right);
+* categorical (strings, booleans, categorical-role numbers): categories held by at least k
+  records, ordered by frequency (at most ``max_categories``); the rest become an *other*
+  category of fresh strings of their shape when they are id-like strings holding 5 % of
+  the rows or more (a field mixing CPFs into lot codes), otherwise their rows get a kept
+  category drawn by frequency (so kept proportions stay right);
 * nulls: for categorical fields null is one more category, so it joins the copula and
   its co-occurrence with other fields (Adult's ``workclass``/``occupation`` nulls) is
   kept. Numeric and datetime fields with nulls get a null-indicator latent column in the
   copula; the value score of a null row is imputed with an independent normal draw;
 * identifiers are never copied: fresh strings of the same shape (length distribution,
   per-position character class: digits, hex, letters, constant punctuation) or
-  integers/floats/timestamps uniform in the observed range, with the observed null rate.
+  integers/floats/timestamps uniform in the supported range, with the observed null rate.
   Random collisions with real identifiers are possible for short shapes;
-* free text: the top ``max_categories`` values by frequency, sampled independently of
-  the other fields. This *does* repeat training text verbatim, the known limitation of
-  this baseline: redact free text upstream or drop it from the schema.
+* free text: word sequences from a bounded vocabulary of lower-case, digit-free tokens used by at
+  least k records, sampled independently of the other fields; never a training sentence.
+  A field with no such token is generated as null (empty when not nullable), with a warning.
 
 Contracts: the same seed and data give the same model and the same samples; sampling
 without a seed continues one RNG stream (a continuous feed) and ``seed=`` restarts it;
@@ -43,7 +49,6 @@ values.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self, TypeAlias
@@ -55,6 +60,18 @@ from scipy.special import ndtr, ndtri
 
 from synthstream.errors import ModelError, NotFittedError
 from synthstream.models.encoding import column_frame
+from synthstream.models.guards import (
+    DEFAULT_MIN_COUNT,
+    OTHER_SHARE,
+    ShapeModel,
+    TextModel,
+    check_min_count,
+    frequent,
+    other_shape,
+    supported_bounds,
+    supported_quantiles,
+    warn_dropped,
+)
 from synthstream.models.params import check_int
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
@@ -62,7 +79,6 @@ __all__ = ["GaussianCopulaGenerator"]
 
 _DISCRETE_MAX = 256
 _EPS = 1e-9
-_MAX_ID_LENGTHS = 32
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE_STRINGS = frozenset({"true", "t", "1", "yes", "y"})
 _FALSE_STRINGS = frozenset({"false", "f", "0", "no", "n"})
@@ -212,14 +228,22 @@ class _FieldModel:
 
 
 class _Categorical(_FieldModel):
-    """Categories ordered by frequency on cumulative intervals (SDV-style normal scores)."""
+    """Categories ordered by frequency on cumulative intervals (SDV-style normal scores).
 
-    def __init__(self, field: FieldSpec, max_categories: int, *, in_copula: bool = True) -> None:
+    Only categories held by at least ``min_count`` records are kept (at most
+    ``max_categories``); the rare ones become an *other* category decoding to fresh strings of
+    their shape when :func:`~synthstream.models.guards.other_shape` says so, otherwise their
+    rows are folded into the kept categories by frequency. No rare value is stored.
+    """
+
+    def __init__(self, field: FieldSpec, max_categories: int, min_count: int) -> None:
         super().__init__(field)
         self.max_categories = max_categories
-        self.in_copula = in_copula
+        self.min_count = min_count
         self.values: NDArray[np.object_] = np.array([None], dtype=object)
         self.cum: FloatArray = np.ones(1)
+        self.other: int | None = None  # index of the other category, if any
+        self.shape: ShapeModel | None = None
 
     def fit(self, column: Column, rng: np.random.Generator) -> FloatArray:
         codes, uniques = pd.factorize(column, use_na_sentinel=True, sort=True)
@@ -227,44 +251,108 @@ class _Categorical(_FieldModel):
         scores = np.zeros(len(column))
         if len(uniques):
             scores[~null] = self._fit_categories(codes[~null], uniques.tolist(), rng)
-        if not self.in_copula:
-            self.null_rate = float(null.mean())
-            self.n_latent = 0
-            return np.empty((len(column), 0))
         return self._with_null_indicator(scores, null, rng)
 
     def _fit_categories(self, codes: NDArray[np.intp], uniques: list[Any], rng: np.random.Generator) -> FloatArray:
-        """Keep the top ``max_categories``, fold the rest in by frequency; return the rows' scores."""
-        counts = np.bincount(codes, minlength=len(uniques)).astype(np.float64)
-        order = np.argsort(-counts, kind="stable")[: self.max_categories]
+        """Keep the frequent categories (an other bucket or folding for the rest); return the rows' scores."""
+        counts = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
+        kept = frequent(counts, self.min_count, self.max_categories)
+        rare = np.setdiff1d(np.arange(len(uniques)), kept)
+        canonical = [_canonical(u, self.ftype) for u in uniques]
+        self.shape = other_shape([canonical[i] for i in rare.tolist()], counts[rare].tolist(), int(counts.sum()))
+        if kept.size == 0 and self.shape is None:
+            kept, self.shape = self._fallback(canonical, counts)
+        entries: list[tuple[int, int]] = [(int(counts[i]), int(i)) for i in kept.tolist()]
+        if self.shape is not None:
+            entries.append((int(counts[rare].sum()), -1))
+        entries.sort(key=lambda e: -e[0])  # stable: kept ties stay in value order, other after them
         rank = np.full(len(uniques), -1)
-        rank[order] = np.arange(len(order))
-        kept = counts[order]
-        self.values = np.empty(len(order), dtype=object)
-        self.values[:] = [_canonical(uniques[i], self.ftype) for i in order.tolist()]
-        self.cum = np.cumsum(kept / kept.sum())
+        self.values = np.empty(len(entries), dtype=object)
+        self.other = None
+        for position, (_, index) in enumerate(entries):
+            if index < 0:
+                self.other = position
+                self.values[position] = None
+            else:
+                rank[index] = position
+                self.values[position] = canonical[index]
+        if self.other is not None:
+            rank[rare] = self.other
+        weights = np.asarray([e[0] for e in entries], dtype=np.float64)
+        self.cum = np.cumsum(weights / weights.sum())
         self.cum[-1] = 1.0
         ranks = rank[codes]
         folded = ranks < 0
         if folded.any():  # rare categories take a kept category drawn by frequency
             ranks[folded] = np.searchsorted(self.cum, rng.random(int(folded.sum())), side="right")
-        ranks = np.minimum(ranks, len(kept) - 1)
+        ranks = np.minimum(ranks, len(entries) - 1)
         lo = np.concatenate(([0.0], self.cum[:-1]))
         return _normal_scores(lo[ranks], self.cum[ranks], rng)
 
+    def _fallback(self, canonical: list[Any], counts: NDArray[np.int64]) -> tuple[NDArray[np.int64], ShapeModel | None]:
+        """Every category is rare: strings become shapes; other types keep only values that are not sensitive."""
+        if self.ftype is FieldType.STRING:
+            return np.empty(0, dtype=np.int64), ShapeModel().fit([str(v) for v in canonical], counts.tolist())
+        if self.ftype is FieldType.BOOLEAN:
+            return np.arange(len(canonical), dtype=np.int64), None
+        # A numeric category seen fewer than k times: keep one, the value nearest the supported median.
+        spec = FieldSpec(name=self.name, type=self.ftype, role=FieldRole.NUMERIC)
+        numbers = _to_epoch_us(pd.Series(canonical), spec) if self.ftype is FieldType.TIMESTAMP else None
+        if numbers is None:
+            numbers = _to_float(pd.Series(canonical), spec)
+        median = supported_quantiles(np.repeat(numbers, counts), np.asarray([0.5]), self.min_count)[0]
+        return np.asarray([int(np.argmin(np.abs(numbers - median)))], dtype=np.int64), None
+
     def sample(self, latent: FloatArray, rng: np.random.Generator) -> list[Any]:
-        u = ndtr(latent[:, 0]) if self.in_copula else rng.random(latent.shape[0])
+        u = ndtr(latent[:, 0])
         idx = np.minimum(np.searchsorted(self.cum, u, side="right"), len(self.values) - 1)
-        values: list[Any] = self.values[idx].tolist()
+        out = self.values[idx]
+        if self.other is not None and self.shape is not None:
+            hits = np.flatnonzero(idx == self.other)
+            if hits.size:
+                out[hits] = self.shape.sample(int(hits.size), rng)
+        values: list[Any] = out.tolist()
         return _with_nulls(values, self._null_mask(latent, rng))
 
 
-class _Numeric(_FieldModel):
-    """Numeric or datetime marginal: exact discrete distribution or an inverse quantile grid."""
+class _FreeText(_FieldModel):
+    """Free text from a bounded vocabulary of frequent tokens (:class:`~synthstream.models.guards.TextModel`).
 
-    def __init__(self, field: FieldSpec, n_quantiles: int) -> None:
+    Sampled independently of the other fields. A field with no qualifying token is
+    dropped (null, or empty when not nullable) and a warning names it.
+    """
+
+    def __init__(self, field: FieldSpec, min_count: int) -> None:
+        super().__init__(field)
+        self.text = TextModel(field.name, nullable=field.nullable, min_count=min_count)
+
+    def fit(self, column: Column, rng: np.random.Generator) -> FloatArray:
+        self.text.fit(column.tolist())
+        self.null_rate = self.text.null_rate
+        if self.text.dropped:
+            warn_dropped(self.name, "no token is used by enough records")
+        self.n_latent = 0
+        return np.empty((len(column), 0))
+
+    def sample(self, latent: FloatArray, rng: np.random.Generator) -> list[Any]:
+        return self.text.sample(latent.shape[0], rng)
+
+
+class _Numeric(_FieldModel):
+    """Numeric or datetime marginal: exact discrete distribution or an inverse quantile grid.
+
+    Discrete when at most 256 distinct values occur and the values held by at least
+    ``min_count`` records cover all but :data:`~synthstream.models.guards.OTHER_SHARE` of the
+    rows: only those values are stored (a rarer value's rows count as the nearest kept one).
+    Otherwise a grid of :func:`~synthstream.models.guards.supported_quantiles`: clipped to the
+    supported range, each point a mean of ``min_count`` neighbouring values, so no single
+    record's value (an outlier above all) is stored or sampled.
+    """
+
+    def __init__(self, field: FieldSpec, n_quantiles: int, min_count: int) -> None:
         super().__init__(field)
         self.n_quantiles = n_quantiles
+        self.min_count = min_count
         self.is_datetime = field.type is FieldType.TIMESTAMP
         self.is_integral = field.type is FieldType.LONG or self.is_datetime
         self.support: FloatArray = np.zeros(1)  # discrete values, or the quantile grid
@@ -281,23 +369,29 @@ class _Numeric(_FieldModel):
         observed = x[~null]
         scores = np.zeros(x.size)
         if observed.size:
-            self._fit_marginal(observed)
+            observed = self._fit_marginal(observed)
             ordered = np.sort(observed)
             lo = np.searchsorted(ordered, observed, side="left") / observed.size
             hi = np.searchsorted(ordered, observed, side="right") / observed.size
             scores[~null] = _normal_scores(lo, hi, rng)
         return self._with_null_indicator(scores, null, rng)
 
-    def _fit_marginal(self, observed: FloatArray) -> None:
+    def _fit_marginal(self, observed: FloatArray) -> FloatArray:
+        """Fit the marginal; return the values as the model sees them (rare ones moved to kept ones)."""
         uniques, counts = np.unique(observed, return_counts=True)
-        self.discrete = uniques.size <= _DISCRETE_MAX
+        kept = np.sort(frequent(counts, self.min_count))
+        covered = counts[kept].sum() >= (1.0 - OTHER_SHARE) * observed.size
+        self.discrete = uniques.size <= _DISCRETE_MAX and kept.size > 0 and bool(covered)
         if self.discrete:
-            self.support = uniques
-            self.cum = np.cumsum(counts) / observed.size
+            self.support = uniques[kept]
+            mapped = _nearest(self.support, observed)
+            _, mapped_counts = np.unique(mapped, return_counts=True)
+            self.cum = np.cumsum(mapped_counts) / observed.size
             self.cum[-1] = 1.0
-        else:
-            self.cum = np.linspace(0.0, 1.0, self.n_quantiles)
-            self.support = np.quantile(observed, self.cum)
+            return mapped
+        self.cum = np.linspace(0.0, 1.0, self.n_quantiles)
+        self.support = supported_quantiles(observed, self.cum, self.min_count)
+        return np.clip(observed, self.support[0], self.support[-1])
 
     def sample(self, latent: FloatArray, rng: np.random.Generator) -> list[Any]:
         u = ndtr(latent[:, 0])
@@ -308,28 +402,37 @@ class _Numeric(_FieldModel):
             x = np.interp(u, self.cum, self.support)
         values: list[Any]
         if self.is_integral:
-            ints = np.clip(np.rint(x), self.support[0], self.support[-1]).astype(np.int64)
+            ints = np.clip(np.rint(x), np.rint(self.support[0]), np.rint(self.support[-1])).astype(np.int64)
             values = _us_to_datetimes(ints) if self.is_datetime else ints.tolist()
         else:
             values = x.tolist()
         return _with_nulls(values, self._null_mask(latent, rng))
 
 
-_DIGITS = string.digits
-_HEX_LOWER = "abcdef"
-_HEX_UPPER = "ABCDEF"
+def _nearest(support: FloatArray, values: FloatArray) -> FloatArray:
+    """Each value replaced by the nearest of the sorted ``support`` values."""
+    idx = np.clip(np.searchsorted(support, values), 1, max(support.size - 1, 1))
+    if support.size == 1:
+        return np.full(values.shape, support[0])
+    left, right = support[idx - 1], support[idx]
+    out: FloatArray = np.where(np.abs(values - left) <= np.abs(right - values), left, right)
+    return out
 
 
 class _Identifier(_FieldModel):
-    """Fresh identifiers of the observed shape; never a training value by construction."""
+    """Fresh identifiers of the observed shape; never a training value by construction.
 
-    def __init__(self, field: FieldSpec) -> None:
+    Strings: a :class:`~synthstream.models.guards.ShapeModel` (lengths and per-position
+    character classes). Numbers and times: uniform in the supported range
+    (:func:`~synthstream.models.guards.supported_bounds`), not the raw minimum and maximum.
+    """
+
+    def __init__(self, field: FieldSpec, min_count: int) -> None:
         super().__init__(field)
+        self.min_count = min_count
         self.low = 0.0
         self.high = 0.0
-        self.lengths: NDArray[np.int64] = np.empty(0, dtype=np.int64)
-        self.length_cum: FloatArray = np.empty(0)
-        self.alphabets: dict[int, list[NDArray[np.uint8]]] = {}
+        self.shape = ShapeModel()
 
     def fit(self, column: Column, rng: np.random.Generator) -> FloatArray:
         null = column.isna().to_numpy()
@@ -338,34 +441,18 @@ class _Identifier(_FieldModel):
         self.null_rate = float(null.mean())
         observed = column[~null]
         if self.ftype is FieldType.STRING:
-            self._fit_strings(observed.astype(str))
-        else:
+            self.shape = ShapeModel().fit(observed.astype(str).tolist())
+        elif self.ftype is not FieldType.BOOLEAN:
             spec = FieldSpec(name=self.name, type=self.ftype, role=FieldRole.IDENTIFIER)
             x = _to_epoch_us(observed, spec) if self.ftype is FieldType.TIMESTAMP else _to_float(observed, spec)
-            self.low, self.high = float(x.min()), float(x.max())
+            self.low, self.high = supported_bounds(x, self.min_count)
         return np.empty((len(column), 0))
-
-    def _fit_strings(self, observed: Column) -> None:
-        lengths = observed.str.len().to_numpy()
-        uniques, counts = np.unique(lengths, return_counts=True)
-        top = np.argsort(-counts, kind="stable")[:_MAX_ID_LENGTHS]
-        self.lengths = uniques[top]
-        self.length_cum = np.cumsum(counts[top]) / counts[top].sum()
-        self.length_cum[-1] = 1.0
-        letters = set("".join(sorted(set("".join(observed.iloc[:10_000].tolist())))))
-        hexish = letters <= set(_DIGITS + _HEX_LOWER + _HEX_UPPER)
-        for length in self.lengths.tolist():
-            if length == 0:
-                self.alphabets[0] = []
-                continue
-            chars = np.array(observed[lengths == length].tolist(), dtype=f"U{length}").view("U1").reshape(-1, length)
-            self.alphabets[length] = [_alphabet(set(np.unique(chars[:, j]).tolist()), hexish) for j in range(length)]
 
     def sample(self, latent: FloatArray, rng: np.random.Generator) -> list[Any]:
         n = latent.shape[0]
         values: list[Any]
         if self.ftype is FieldType.STRING:
-            values = self._sample_strings(n, rng)
+            values = self.shape.sample(n, rng)
         elif self.ftype is FieldType.BOOLEAN:
             values = (rng.random(n) < 0.5).tolist()
         elif self.ftype is FieldType.DOUBLE:
@@ -374,39 +461,6 @@ class _Identifier(_FieldModel):
             ints = rng.integers(int(self.low), int(self.high), n, dtype=np.int64, endpoint=True)
             values = _us_to_datetimes(ints) if self.ftype is FieldType.TIMESTAMP else ints.tolist()
         return _with_nulls(values, self._null_mask(latent, rng))
-
-    def _sample_strings(self, n: int, rng: np.random.Generator) -> list[Any]:
-        which = np.minimum(np.searchsorted(self.length_cum, rng.random(n), side="right"), self.lengths.size - 1)
-        out = np.empty(n, dtype=object)
-        for k, length in enumerate(self.lengths.tolist()):
-            rows = np.flatnonzero(which == k)
-            if rows.size == 0:
-                continue
-            if length == 0:
-                out[rows] = ""
-                continue
-            codes = np.empty((rows.size, length), dtype=np.uint8)
-            for j, alphabet in enumerate(self.alphabets[length]):
-                codes[:, j] = alphabet[rng.integers(0, alphabet.size, rows.size)]
-            out[rows] = codes.view(f"S{length}").ravel().astype(f"U{length}")
-        result: list[Any] = out.tolist()
-        return result
-
-
-def _alphabet(chars: set[str], hexish: bool) -> NDArray[np.uint8]:
-    """Build the ASCII alphabet of one identifier position: whole character classes, punctuation as seen."""
-    pieces: list[str] = []
-    if chars & set(_DIGITS):
-        pieces.append(_DIGITS)
-    lower = {c for c in chars if c.islower() and c.isascii()}
-    upper = {c for c in chars if c.isupper() and c.isascii()}
-    if lower:
-        pieces.append(_HEX_LOWER if hexish else string.ascii_lowercase)
-    if upper:
-        pieces.append(_HEX_UPPER if hexish else string.ascii_uppercase)
-    pieces.extend(sorted(c for c in chars if c.isascii() and not c.isalnum()))
-    alphabet = "".join(pieces) or string.ascii_letters + _DIGITS
-    return np.frombuffer(alphabet.encode("ascii"), dtype=np.uint8).copy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +476,11 @@ class GaussianCopulaGenerator:
     seed:
         Seeds fitting (score jitter, category folding) and the initial sampling stream.
     max_categories:
-        Categories kept per categorical or free-text field, most frequent first.
+        Categories kept per categorical field, most frequent first.
+    min_count:
+        k: a category, a discrete numeric value or a free-text token is kept only when at
+        least this many training records hold it; numeric grids are clipped to values with
+        this much support (see :mod:`synthstream.models.guards`).
     n_quantiles:
         Points of the inverse quantile grid of continuous numeric and datetime fields.
     shrinkage:
@@ -432,14 +490,19 @@ class GaussianCopulaGenerator:
     Examples
     --------
     >>> GaussianCopulaGenerator(seed=3)
-    GaussianCopulaGenerator(seed=3, max_categories=1000, n_quantiles=1001, shrinkage=0.0)
+    GaussianCopulaGenerator(seed=3, max_categories=1000, n_quantiles=1001, shrinkage=0.0, min_count=5)
 
     """
 
     name: ClassVar[str] = "gaussian_copula"
 
     def __init__(
-        self, seed: int = 0, max_categories: int = 1000, n_quantiles: int = 1001, shrinkage: float = 0.0
+        self,
+        seed: int = 0,
+        max_categories: int = 1000,
+        n_quantiles: int = 1001,
+        shrinkage: float = 0.0,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> None:
         check_int("seed", seed, 0, 2**63 - 1)
         check_int("max_categories", max_categories, 1, 1_000_000)
@@ -450,6 +513,7 @@ class GaussianCopulaGenerator:
         self.max_categories = max_categories
         self.n_quantiles = n_quantiles
         self.shrinkage = float(shrinkage)
+        self.min_count = check_min_count(min_count)
         self._schema: RecordSchema | None = None
         self._fields: list[_FieldModel] = []
         self._chol: FloatArray = np.empty((0, 0))
@@ -461,7 +525,7 @@ class GaussianCopulaGenerator:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(seed={self.seed}, max_categories={self.max_categories}, "
-            f"n_quantiles={self.n_quantiles}, shrinkage={self.shrinkage})"
+            f"n_quantiles={self.n_quantiles}, shrinkage={self.shrinkage}, min_count={self.min_count})"
         )
 
     @property
@@ -497,13 +561,13 @@ class GaussianCopulaGenerator:
     def _field_model(self, spec: FieldSpec) -> _FieldModel:
         role, ftype = spec.role, spec.type
         if role is FieldRole.IDENTIFIER:
-            return _Identifier(spec)
+            return _Identifier(spec, self.min_count)
         if role is FieldRole.FREE_TEXT:
-            return _Categorical(spec, self.max_categories, in_copula=False)
+            return _FreeText(spec, self.min_count)
         numeric_type = ftype in (FieldType.LONG, FieldType.DOUBLE, FieldType.TIMESTAMP)
         if role in (FieldRole.NUMERIC, FieldRole.DATETIME) and numeric_type:
-            return _Numeric(spec, self.n_quantiles)
-        return _Categorical(spec, self.max_categories)
+            return _Numeric(spec, self.n_quantiles, self.min_count)
+        return _Categorical(spec, self.max_categories, self.min_count)
 
     # -- sampling ----------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class DomainPlan:
         bounds: Mapping[str, tuple[float, float]] | None = None,
         labels: Mapping[str, Sequence[str]] | None = None,
         max_categories: int = 100,
+        min_count: int = 1,
     ) -> None:
         if bins < 1:
             raise ValueError("bins must be >= 1")
@@ -68,6 +69,7 @@ class DomainPlan:
         self.bounds = dict(bounds or {})
         self.labels = {k: list(v) for k, v in (labels or {}).items()}
         self.max_categories = max_categories
+        self.min_count = min_count
         self.numeric = [f for f in self.fields if _numeric(f)]
         self.learned = [f for f in self.fields if not (_numeric(f) or f.name in self.labels)]
         self.quantiled = [f for f in self.numeric]
@@ -124,7 +126,10 @@ def learn_attributes(
         else:
             counts = Counter(str(canonical(v, spec.type)) for v in column.tolist() if not _missing(v))
             released, spent = threshold_histogram(counts, per_field, per_delta)
-            labels = tuple(sorted(released, key=lambda k: (-released[k], k))[: plan.max_categories])
+            # Defence in depth, post-processing of the release (free): a label whose noisy count is
+            # below min_count is dropped even when a generous budget lowered OpenDP's threshold.
+            frequent = [k for k in released if released[k] >= plan.min_count]
+            labels = tuple(sorted(frequent, key=lambda k: (-released[k], k))[: plan.max_categories])
             attributes.append(Attribute(spec.name, "categorical", labels=labels, nullable=spec.nullable))
             releases.append(Release(f"domain:labels:{spec.name}", "gaussian", spent, 1.0))
     return attributes, points, releases

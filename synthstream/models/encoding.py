@@ -14,9 +14,10 @@ canonical values. Two families:
   choice given only the bin counts a DP release provides; the point bins remove its one
   large failure (smearing an atom across a wide bin);
 * **empirical** codecs (:func:`fit_codec`) for non-private models: exact values when a
-  field has few distinct values (age, hours, education-num: every observed value comes
-  back), otherwise quantile bins whose tokens decode through a per-bin quantile grid (the
-  within-bin distribution is kept, not flattened).
+  field has few distinct values (age, hours, education-num: every value held by at least
+  ``min_count`` records comes back), otherwise quantile bins whose tokens decode through a
+  per-bin quantile grid (the within-bin distribution is kept, not flattened). Neither stores
+  a value fewer than ``min_count`` records hold (:mod:`synthstream.models.guards`).
 
 Identifiers and free text are not modelled by tokens (see :class:`SideFields`).
 Errors name fields, never values.
@@ -36,6 +37,17 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from synthstream.errors import ModelError
+from synthstream.models.guards import (
+    DEFAULT_MIN_COUNT,
+    OTHER_SHARE,
+    ShapeModel,
+    TextModel,
+    frequent,
+    other_shape,
+    supported_bounds,
+    supported_quantiles,
+    warn_dropped,
+)
 from synthstream.processors.windows import Attribute
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
@@ -271,50 +283,69 @@ def codec_from_attribute(spec: FieldSpec, attribute: Attribute, points: Sequence
 
 
 class ExactCodec:
-    """Every kept value is a token (most frequent first), plus a null token when nulls occur.
+    """Every kept value is a token (most frequent first), then an *other* token if any, then a null token.
 
-    Values beyond ``max_values`` are folded into the kept ones (their rows get a kept value
-    drawn by frequency), so rare values are never reproduced.
+    A value is kept only when at least ``min_count`` records hold it (at most ``max_values``
+    of them). Rare strings go to an *other* token decoding to fresh strings of their shape
+    when :func:`~synthstream.models.guards.other_shape` allows it; otherwise rare values are
+    folded into the kept ones (a rare number into the nearest kept number, a rare category
+    into a kept one drawn by frequency), so no rare value is stored or reproduced.
     """
 
-    def __init__(self, spec: FieldSpec, values: Sequence[Any], has_null: bool) -> None:
+    def __init__(self, spec: FieldSpec, values: Sequence[Any], has_null: bool, shape: ShapeModel | None = None) -> None:
         self.name = spec.name
         self.spec = spec
         self.values = list(values)
         self.has_null = has_null
-        self.size = len(self.values) + (1 if has_null else 0)
+        self.shape = shape
+        self.other = len(self.values) if shape is not None else None
+        self.size = len(self.values) + (1 if shape is not None else 0) + (1 if has_null else 0)
         self._lookup = {_key(v): i for i, v in enumerate(self.values)}
         self._number_lookup: dict[Any, int] = {}
+        self._numbers = np.empty(0)
         if _is_numeric(spec):
             numbers = numeric_values(pd.Series(self.values, dtype=object), spec) if self.values else np.empty(0)
             self._number_lookup = {_key(v): i for i, v in enumerate(numbers.tolist())}
-        self._array = np.asarray([*self.values, None], dtype=object)
+            self._numbers = numbers
+        self._array = np.asarray([*self.values, *([None] if shape is not None else []), None], dtype=object)
         self.frequencies = np.ones(len(self.values))
 
     def __repr__(self) -> str:
         return f"ExactCodec(name={self.name!r}, size={self.size})"
 
     @classmethod
-    def fit(cls, spec: FieldSpec, column: pd.Series, max_values: int) -> ExactCodec:
-        """Keep the ``max_values`` most frequent values of ``column``."""
+    def fit(cls, spec: FieldSpec, column: pd.Series, max_values: int, min_count: int = DEFAULT_MIN_COUNT) -> ExactCodec:
+        """Keep the (at most ``max_values``) values of ``column`` that ``min_count`` records hold."""
         nulls = column.isna()
         present = column[~nulls]
+        shape = None
         if _is_numeric(spec):
-            numbers = numeric_values(present, spec)
-            counts = pd.Series(numbers).value_counts()
-            values = [_from_numbers(np.asarray([v]), spec)[0] for v in counts.index[:max_values]]
+            counts = pd.Series(numeric_values(present, spec)).value_counts()
+            kept = frequent(counts.to_numpy(), min_count, max_values)
+            if kept.size == 0 and len(counts):
+                kept = np.asarray([int(np.argmin(np.abs(counts.index.to_numpy() - _median(present, spec, min_count))))])
+            values = [_from_numbers(np.asarray([v]), spec)[0] for v in counts.index[kept]]
         else:
             counts = present.map(lambda v: canonical(v, spec.type)).value_counts()
-            values = list(counts.index[:max_values])
-        codec = cls(spec, values, bool(nulls.any()))
-        codec.frequencies = counts.to_numpy(dtype=np.float64)[:max_values]
+            kept = frequent(counts.to_numpy(), min_count, max_values)
+            rare = np.setdiff1d(np.arange(len(counts)), kept)
+            shape = other_shape(list(counts.index[rare]), counts.to_numpy()[rare].tolist(), int(counts.sum()))
+            if kept.size == 0 and shape is None and len(counts):
+                if spec.type is FieldType.STRING:
+                    shape = ShapeModel().fit([str(v) for v in counts.index], counts.to_numpy().tolist())
+                else:
+                    kept = np.arange(len(counts), dtype=np.int64)  # booleans: nothing sensitive to hide
+            values = list(counts.index[kept])
+        codec = cls(spec, values, bool(nulls.any()), shape)
+        codec.frequencies = counts.to_numpy(dtype=np.float64)[kept]
         return codec
 
     def encode(self, column: pd.Series) -> IntArray:
-        """Token of each value; a value not kept gets a kept one drawn by frequency (deterministic per row)."""
+        """Token of each value; a value not kept gets the other token, the nearest kept number or a kept value."""
         lookup = self._lookup
-        null = len(self.values) if self.has_null else -1
+        null = self.size - 1 if self.has_null else -1
         keys: list[Any]
+        numbers = None
         if _is_numeric(self.spec):
             numbers = numeric_values(column, self.spec)
             if self.spec.type is FieldType.TIMESTAMP:
@@ -325,23 +356,42 @@ class ExactCodec:
             keys = [None if _missing(v) else _key(canonical(v, self.spec.type)) for v in column.tolist()]
         out = np.fromiter((lookup.get(k, -2) if k is not None else null for k in keys), dtype=np.int64, count=len(keys))
         unknown = out < 0
-        if unknown.any():
+        if unknown.any() and self.other is not None:
+            out[unknown] = self.other
+        elif unknown.any() and numbers is not None and self._numbers.size:
+            rows = np.flatnonzero(unknown)
+            out[rows] = np.abs(numbers[rows, None] - self._numbers[None, :]).argmin(axis=1)
+        elif unknown.any() and self.values:
             rng = np.random.default_rng(len(out))
             p = self.frequencies / self.frequencies.sum()
             out[unknown] = rng.choice(len(self.values), size=int(unknown.sum()), p=p)
         return out
 
     def decode(self, tokens: IntArray, rng: np.random.Generator) -> list[Any]:
-        """Kept values of the tokens (null token -> None)."""
-        values: list[Any] = self._array[np.asarray(tokens, dtype=np.int64)].tolist()
+        """Kept values of the tokens (other token -> a fresh string of the rare values' shape; null -> None)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        out = self._array[tokens]
+        if self.other is not None and self.shape is not None:
+            hits = np.flatnonzero(tokens == self.other)
+            if hits.size:
+                out[hits] = self.shape.sample(int(hits.size), rng)
+        values: list[Any] = out.tolist()
         return values
+
+
+def _median(present: pd.Series, spec: FieldSpec, min_count: int) -> float:
+    """The supported median of a numeric column (a mean of ``min_count`` middle values)."""
+    return float(supported_quantiles(numeric_values(present, spec), np.asarray([0.5]), min_count)[0])
 
 
 class QuantileCodec:
     """Quantile bins of a continuous field; a token decodes through its bin's quantile grid.
 
     ``grid[b]`` holds ``points`` quantiles of the training values inside bin ``b``; decoding
-    draws ``u ~ U(0, 1)`` and interpolates, so the distribution inside a bin is kept.
+    draws ``u ~ U(0, 1)`` and interpolates, so the distribution inside a bin is kept. Every
+    grid point is a :func:`~synthstream.models.guards.supported_quantiles` value: clipped to
+    the supported range and a mean of ``min_count`` neighbouring values, so no single record's
+    value (an outlier least of all) is stored or sampled.
     """
 
     def __init__(self, spec: FieldSpec, grid: FloatArray, has_null: bool) -> None:
@@ -357,16 +407,24 @@ class QuantileCodec:
         return f"QuantileCodec(name={self.name!r}, bins={self.bins})"
 
     @classmethod
-    def fit(cls, spec: FieldSpec, column: pd.Series, bins: int, points: int = 33) -> QuantileCodec:
+    def fit(
+        cls, spec: FieldSpec, column: pd.Series, bins: int, points: int = 33, min_count: int = DEFAULT_MIN_COUNT
+    ) -> QuantileCodec:
         """Bins at the empirical quantiles (ties merged), each with a ``points``-quantile grid."""
         values = numeric_values(column, spec)
         present = np.sort(values[~np.isnan(values)])
         if present.size == 0:
             raise ModelError(f"field {spec.name!r} has no non-null values to learn bins from")
+        lo, hi = supported_bounds(present, min_count)
+        present = np.clip(present, lo, hi)
+        n = present.size
         # Token t holds ranks [bounds[t], bounds[t+1]); ties never straddle two bins.
         cuts = np.unique(np.searchsorted(present, np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]), "left"))
-        bounds = np.unique(np.concatenate([[0], cuts[(cuts > 0) & (cuts < present.size)], [present.size]]))
-        grid = np.stack([np.quantile(present[a:b], np.linspace(0, 1, points)) for a, b in itertools.pairwise(bounds)])
+        bounds = np.unique(np.concatenate([[0], cuts[(cuts > 0) & (cuts < n)], [n]]))
+        steps = np.linspace(0, 1, points)
+        # Each bin's grid, as levels of the whole sample (so every point averages min_count neighbours).
+        levels = [(a + steps * (b - 1 - a)) / max(n - 1, 1) for a, b in itertools.pairwise(bounds)]
+        grid = supported_quantiles(present, np.concatenate(levels), min_count).reshape(len(levels), points)
         return cls(spec, grid, bool(np.isnan(values).any()))
 
     def encode(self, column: pd.Series) -> IntArray:
@@ -395,14 +453,27 @@ class QuantileCodec:
         return _from_numbers(values, self.spec)
 
 
-def fit_codec(spec: FieldSpec, column: pd.Series, *, max_exact: int, bins: int, max_categories: int) -> ColumnCodec:
-    """The empirical codec of one field: exact values when there are at most ``max_exact``, else quantile bins."""
+def fit_codec(
+    spec: FieldSpec,
+    column: pd.Series,
+    *,
+    max_exact: int,
+    bins: int,
+    max_categories: int,
+    min_count: int = DEFAULT_MIN_COUNT,
+) -> ColumnCodec:
+    """The empirical codec of one field (see :class:`ExactCodec`, :class:`QuantileCodec`).
+
+    Numeric fields get exact values when there are at most ``max_exact`` distinct ones and
+    those held by ``min_count`` records cover 95 % of the rows; otherwise quantile bins.
+    """
     if _is_numeric(spec):
-        distinct = pd.Series(numeric_values(column, spec)).nunique(dropna=True)
-        if distinct <= max_exact:
-            return ExactCodec.fit(spec, column, max_values=max_exact)
-        return QuantileCodec.fit(spec, column, bins=bins)
-    return ExactCodec.fit(spec, column, max_values=max_categories)
+        counts = pd.Series(numeric_values(column, spec)).value_counts(dropna=True)
+        supported = counts[counts >= min_count].sum()
+        if 0 < len(counts) <= max_exact and supported >= (1.0 - OTHER_SHARE) * counts.sum():
+            return ExactCodec.fit(spec, column, max_values=max_exact, min_count=min_count)
+        return QuantileCodec.fit(spec, column, bins=bins, min_count=min_count)
+    return ExactCodec.fit(spec, column, max_values=max_categories, min_count=min_count)
 
 
 def encode_frame(codecs: Sequence[ColumnCodec], frame: pd.DataFrame) -> IntArray:
@@ -418,15 +489,32 @@ def encode_frame(codecs: Sequence[ColumnCodec], frame: pd.DataFrame) -> IntArray
 
 
 class SideFields:
-    """Identifiers and free text, generated without looking at the data.
+    """Identifiers and free text, never copied from the data.
 
     Identifiers get fresh random values (``syn-`` + 16 hex digits for strings, random
-    non-negative integers, random times in 2000-2030); free text is null when the field is
-    nullable and empty otherwise. Nothing here reads a training value, so DP models stay DP.
+    non-negative integers, random times in 2000-2030), without looking at the data. Free
+    text: given the training ``frame`` (non-DP models), a
+    :class:`~synthstream.models.guards.TextModel` (words from a bounded vocabulary of tokens
+    used by at least ``min_count`` records); without it (DP models, whose guarantee covers
+    nothing read outside the DP mechanisms) the field is dropped: null when nullable, empty
+    otherwise, and a warning names it.
     """
 
-    def __init__(self, schema: RecordSchema) -> None:
+    def __init__(
+        self, schema: RecordSchema, frame: pd.DataFrame | None = None, *, min_count: int = DEFAULT_MIN_COUNT
+    ) -> None:
         self.fields = [f for f in schema.fields if f.role in (FieldRole.IDENTIFIER, FieldRole.FREE_TEXT)]
+        self.texts: dict[str, TextModel] = {}
+        for spec in self.fields:
+            if spec.role is not FieldRole.FREE_TEXT:
+                continue
+            if frame is None:
+                warn_dropped(spec.name, "a DP model learns no text")
+                continue
+            text = TextModel(spec.name, nullable=spec.nullable, min_count=min_count).fit(frame[spec.name].tolist())
+            if text.dropped:
+                warn_dropped(spec.name, "no token is used by enough records")
+            self.texts[spec.name] = text
 
     def __repr__(self) -> str:
         return f"SideFields(fields={[f.name for f in self.fields]})"
@@ -436,7 +524,8 @@ class SideFields:
         out: dict[str, list[Any]] = {}
         for spec in self.fields:
             if spec.role is FieldRole.FREE_TEXT:
-                out[spec.name] = [None if spec.nullable else ""] * n
+                text = self.texts.get(spec.name)
+                out[spec.name] = text.sample(n, rng) if text is not None else [None if spec.nullable else ""] * n
             elif spec.type is FieldType.STRING:
                 digits = rng.integers(0, 16, size=(n, 16))
                 alphabet = np.asarray(list(string.hexdigits[:16]))

@@ -21,10 +21,13 @@ numeric fields come back from their bins (:class:`~synthstream.models.encoding.B
 Privacy (AIM/MST): every measurement is a :class:`~synthstream.privacy.mechanisms.GaussianMechanism`
 release (OpenDP's discrete Gaussian, ρ-zCDP, L2 sensitivity 1 per record); every selection is
 OpenDP's noisy max (ε²/8-zCDP). Domains are declared or learned with DP (a share of the fit's
-ρ). Before measuring, the fit checks the composed model budget (:mod:`synthstream.models.dp_budget`)
-and is refused (recorded) when it cannot afford its ρ; afterwards every measurement, selection
-and domain release is charged to the ledger in one ``charge`` with the fit's stable key, before
-the model leaves the process.
+ρ). Learned labels must also clear ``min_count`` on their *noisy* count (post-processing, so
+free: a rare value is suppressed even when a generous budget lowers OpenDP's threshold);
+declared labels are public by declaration. Free text is never learned by a DP model (it is
+generated null or empty, with a warning). Before measuring, the fit checks the composed model
+budget (:mod:`synthstream.models.dp_budget`) and is refused (recorded) when it cannot afford
+its ρ; afterwards every measurement, selection and domain release is charged to the ledger in
+one ``charge`` with the fit's stable key, before the model leaves the process.
 
 Reproducibility: DP noise comes from the OS (OpenDP) and is not reproducible by design; the
 estimation and sampling after it are: :meth:`AIMGenerator.fit_measurements` refits from the
@@ -56,6 +59,7 @@ from synthstream.models.encoding import (
     encode_frame,
     modelled_fields,
 )
+from synthstream.models.guards import DEFAULT_MIN_COUNT, check_min_count
 from synthstream.models.params import check_int
 from synthstream.models.pgm import (
     Measurement,
@@ -252,6 +256,7 @@ class _BudgetedModel(_MarginalModel):
         domain_share: float,
         bounds: Mapping[str, tuple[float, float]] | None,
         labels: Mapping[str, Sequence[str]] | None,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> None:
         super().__init__(seed, iters)
         if dp is None:
@@ -264,6 +269,7 @@ class _BudgetedModel(_MarginalModel):
         self.domain_share = float(domain_share)
         self.bounds = dict(bounds or {})
         self.labels = {k: list(v) for k, v in (labels or {}).items()}
+        self.min_count = check_min_count(min_count)
 
     def fit(
         self,
@@ -286,7 +292,12 @@ class _BudgetedModel(_MarginalModel):
         accountant = context.accountant()
         ledger = PrivacyLedger(context.ledger_path)
         plan = DomainPlan(
-            fields, bins=self.bins, bounds=self.bounds, labels=self.labels, max_categories=self.max_categories
+            fields,
+            bins=self.bins,
+            bounds=self.bounds,
+            labels=self.labels,
+            max_categories=self.max_categories,
+            min_count=self.min_count,
         )
         domain_delta = context.delta / 100 if plan.learned else 0.0
         prior = ledger.key_spend(context.stream, context.scope, context.unit, context.key)
@@ -371,6 +382,7 @@ class AIMGenerator(_BudgetedModel):
         domain_share: share of the fit's ρ spent learning domains that are not declared.
         bounds / labels: declared numeric bounds and categorical domains (cheaper, exact).
         max_categories: most learned labels per categorical field.
+        min_count: k; a learned label whose *noisy* count is below it is dropped (post-processing).
     """
 
     name: ClassVar[str] = "aim"
@@ -391,6 +403,7 @@ class AIMGenerator(_BudgetedModel):
         bounds: Mapping[str, tuple[float, float]] | None = None,
         labels: Mapping[str, Sequence[str]] | None = None,
         max_categories: int = 100,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> None:
         super().__init__(
             seed,
@@ -401,6 +414,7 @@ class AIMGenerator(_BudgetedModel):
             domain_share=domain_share,
             bounds=bounds,
             labels=labels,
+            min_count=min_count,
         )
         self.degree = check_int("degree", degree, 1, 5)
         self.max_cells = check_int("max_cells", max_cells, 1, 10**9)
@@ -514,6 +528,7 @@ class MSTGenerator(_BudgetedModel):
         labels: Mapping[str, Sequence[str]] | None = None,
         max_categories: int = 100,
         compress: bool = True,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> None:
         super().__init__(
             seed,
@@ -524,6 +539,7 @@ class MSTGenerator(_BudgetedModel):
             domain_share=domain_share,
             bounds=bounds,
             labels=labels,
+            min_count=min_count,
         )
         self.compress = bool(compress)
 

@@ -3,7 +3,10 @@
 Every modelled field becomes a token column (:mod:`synthstream.models.encoding`): exact
 values when a field has at most ``max_exact`` distinct values, otherwise ``bins`` quantile
 bins decoded through a per-bin quantile grid; categories most frequent first (beyond
-``max_categories`` they fold into the kept ones); a null is one more token. The network
+``max_categories`` they fold into the kept ones); a null is one more token. Only values
+held by at least ``min_count`` records become tokens and numeric grids are clipped to
+supported quantiles (:mod:`synthstream.models.guards`): the pickled model holds no rare
+training value. The network
 (:class:`~synthstream.models.neural_nn.ColumnAR`) learns ``p(x_j | x_<j)`` for every column
 with a small MLP head over the embeddings of the columns before it, in the spirit of
 TabularARGN (Tiwald et al. 2025). Identifiers and free text are generated without reading
@@ -63,6 +66,7 @@ from synthstream.models.encoding import (
     fit_codec,
     modelled_fields,
 )
+from synthstream.models.guards import DEFAULT_MIN_COUNT, check_min_count
 from synthstream.models.neural_nn import ColumnAR
 from synthstream.models.params import check_float, check_int
 from synthstream.privacy.accounting import Spend
@@ -119,6 +123,7 @@ class NeuralGenerator:
         threads: int | None = 1,
         bounds: Mapping[str, tuple[float, float]] | None = None,
         labels: Mapping[str, Sequence[str]] | None = None,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> None:
         self.seed = check_int("seed", seed, 0, 2**63 - 1)
         self.epochs = check_int("epochs", epochs, 1, 100_000)
@@ -144,6 +149,7 @@ class NeuralGenerator:
         self.threads = None if threads is None else check_int("threads", threads, 1, 1024)
         self.bounds = dict(bounds or {})
         self.labels = {k: list(v) for k, v in (labels or {}).items()}
+        self.min_count = check_min_count(min_count)
         self._schema: RecordSchema | None = None
         self._codecs: list[ColumnCodec] = []
         self._side: SideFields | None = None
@@ -224,7 +230,12 @@ class NeuralGenerator:
         else:
             codecs = [
                 fit_codec(
-                    f, frame[f.name], max_exact=self.max_exact, bins=self.bins, max_categories=self.max_categories
+                    f,
+                    frame[f.name],
+                    max_exact=self.max_exact,
+                    bins=self.bins,
+                    max_categories=self.max_categories,
+                    min_count=self.min_count,
                 )
                 for f in fields
             ]
@@ -252,7 +263,8 @@ class NeuralGenerator:
         self._codecs = codecs
         self._net = net
         self._device_net = None
-        self._side = SideFields(schema)
+        # Free text is learned (k-supported tokens) only without DP: DP-SGD covers nothing read outside it.
+        self._side = SideFields(schema, frame if self.dp is None else None, min_count=self.min_count)
         self._schema = schema
         self.rows_ = len(frame)
         self.history_ = history
@@ -284,7 +296,12 @@ class NeuralGenerator:
         target = self._fit_target()
         domain_rho = _rho_for(target * self.dp_domain_share, self.dp.delta)
         plan = DomainPlan(
-            fields, bins=self.dp_bins, bounds=self.bounds, labels=self.labels, max_categories=self.max_categories
+            fields,
+            bins=self.dp_bins,
+            bounds=self.bounds,
+            labels=self.labels,
+            max_categories=self.max_categories,
+            min_count=self.min_count,
         )
         domain_delta = self.dp.delta / 100 if plan.learned else 0.0
         attributes, points, releases = learn_attributes(frame, plan, rho=domain_rho, delta=domain_delta)

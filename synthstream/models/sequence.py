@@ -52,7 +52,8 @@ per-sample clipping and the RDP accountant; the privacy unit is the entity, whic
 contributes exactly one training sequence (its latest ``train_length`` events). The spend
 is in :attr:`SequenceGenerator.dp_spend_` for the privacy ledger. It covers the network
 weights only: the encoders (quantile grids, vocabularies), the arrival model and the
-static-attribute copula are fitted without noise, so the audit must say so.
+static-attribute copula are fitted without noise, so the audit must say so. They keep no
+value fewer than ``min_count`` records hold (:mod:`synthstream.models.guards`), DP or not.
 
 Contracts: the same seed and data give the same model and the same samples on CPU;
 ``sample``/``sample_sequences`` without a seed continue one random stream and ``seed=``
@@ -82,6 +83,7 @@ from synthstream.errors import ModelError, NotFittedError
 from synthstream.log import get_logger
 from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.models.encoding import column_frame
+from synthstream.models.guards import DEFAULT_MIN_COUNT, check_min_count
 from synthstream.models.params import check_int
 from synthstream.models.sequence_codecs import (
     DAY_US,
@@ -231,6 +233,11 @@ class SequenceGenerator:
         under DP-SGD each chunk is one step, as the accountant assumes).
     max_categories, n_quantiles:
         Encoder sizes (categories kept per field; points of a numeric quantile grid).
+    min_count:
+        k: categories, discrete values, arrival values and static/side values are kept only
+        when at least this many training records (entities, for static fields) hold them;
+        numeric grids are clipped to supported quantiles (:mod:`synthstream.models.guards`).
+        Entity ids are always fresh (``syn-`` + hex) unless the entity field is static.
     device:
         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     threads:
@@ -276,6 +283,7 @@ class SequenceGenerator:
         dp_delta: float = 1e-5,
         dp_max_grad_norm: float = 1.0,
         threads: int | None = None,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> None:
         if not time_field:
             raise ValueError("time_field must be a field name")
@@ -309,6 +317,7 @@ class SequenceGenerator:
         self.dp_delta = float(_check_float("dp_delta", dp_delta, 0.0, 1.0) or 0.0)
         self.dp_max_grad_norm = float(_check_float("dp_max_grad_norm", dp_max_grad_norm, 0.0, 1e6) or 0.0)
         self.threads = None if threads is None else check_int("threads", threads, 1, 1024)
+        self.min_count = check_min_count(min_count)
         # fitted state
         self._schema: RecordSchema | None = None
         self._layout: list[FieldLayout] = []
@@ -319,8 +328,8 @@ class SequenceGenerator:
         self._static_codecs: list[NumericCodec | CategoricalCodec] = []
         self._static_model: GaussianCopulaGenerator | None = None
         self._side_model: GaussianCopulaGenerator | None = None
-        self._delta_codec = NumericCodec("delta")
-        self._arrival = ArrivalModel()
+        self._delta_codec = NumericCodec("delta", min_count=self.min_count)
+        self._arrival = ArrivalModel(self.min_count)
         self._net: SequenceNet | None = None
         self._net_state: dict[str, torch.Tensor] | None = None
         self._rng = np.random.default_rng(seed)
@@ -381,6 +390,7 @@ class SequenceGenerator:
             "dp_delta": self.dp_delta,
             "dp_max_grad_norm": self.dp_max_grad_norm,
             "threads": self.threads,
+            "min_count": self.min_count,
         }
 
     # -- pickling: weights travel as a CPU state dict ----------------------------------------------
@@ -502,7 +512,9 @@ class SequenceGenerator:
         self._side_model = None
         if side:
             side_schema = RecordSchema(fields=tuple(schema.field(n) for n in side))
-            self._side_model = GaussianCopulaGenerator(seed=int(side_rng.integers(2**62))).fit(frame[side], side_schema)
+            self._side_model = GaussianCopulaGenerator(
+                seed=int(side_rng.integers(2**62)), min_count=self.min_count
+            ).fit(frame[side], side_schema)
         prepared = self._prepare(frame, times_us, starts, ends, enc_rng)
         epochs = self.warm_start_epochs if warm_start is not None else self.epochs
         torch_seed = int(np.random.SeedSequence(self.seed).generate_state(1)[0])
@@ -540,7 +552,7 @@ class SequenceGenerator:
         for key in ("entity_field", "time_field", "static_fields", "period", "backbone", "hidden_size", "layers"):
             if mine[key] != theirs[key]:
                 raise ModelError(f"warm_start needs the same {key} as the previous model")
-        for key in ("head_units", "mixture_components", "max_categories"):
+        for key in ("head_units", "mixture_components", "max_categories", "min_count"):
             if mine[key] != theirs[key]:
                 raise ModelError(f"warm_start needs the same {key} as the previous model")
 
@@ -589,10 +601,11 @@ class SequenceGenerator:
         if spec.role in (FieldRole.NUMERIC, FieldRole.DATETIME) and spec.type in _NUMERIC_TYPES:
             integral = spec.type is FieldType.LONG
             layout = FieldLayout(spec.name, "numeric", nullable=has_null or spec.nullable)
-            return NumericCodec(spec.name, integral=integral, n_quantiles=self.n_quantiles), layout
+            numeric = NumericCodec(spec.name, integral=integral, n_quantiles=self.n_quantiles, min_count=self.min_count)
+            return numeric, layout
         if isinstance(previous, CategoricalCodec):
             return previous, FieldLayout(spec.name, "categorical", n_categories=previous.size)
-        codec = CategoricalCodec(spec.name, max_categories=self.max_categories)
+        codec = CategoricalCodec(spec.name, max_categories=self.max_categories, min_count=self.min_count)
         return codec, None
 
     def _fit_codecs(
@@ -624,10 +637,10 @@ class SequenceGenerator:
         within = np.ones(len(times_us), dtype=bool)
         within[starts] = False
         delta_values = deltas[within[1:]] if len(times_us) > 1 else np.zeros(0)
-        self._delta_codec = NumericCodec("delta", n_quantiles=self.n_quantiles).fit(
+        self._delta_codec = NumericCodec("delta", n_quantiles=self.n_quantiles, min_count=self.min_count).fit(
             delta_values if delta_values.size else np.zeros(1)
         )
-        self._arrival = ArrivalModel().fit(times_us[starts], (ends - starts).astype(np.int64))
+        self._arrival = ArrivalModel(self.min_count).fit(times_us[starts], (ends - starts).astype(np.int64))
 
     def _fit_static(self, statics: pd.DataFrame, rng: np.random.Generator, warm: SequenceGenerator | None) -> None:
         previous = dict(zip([s.name for s in warm._static_specs], warm._static_codecs, strict=True)) if warm else {}
@@ -649,7 +662,9 @@ class SequenceGenerator:
         self._static_model = None
         if self._static_specs:
             schema = RecordSchema(fields=tuple(self._static_specs))
-            self._static_model = GaussianCopulaGenerator(seed=int(rng.integers(2**62))).fit(statics, schema)
+            self._static_model = GaussianCopulaGenerator(seed=int(rng.integers(2**62)), min_count=self.min_count).fit(
+                statics, schema
+            )
 
     # -- encoding --------------------------------------------------------------------------------
 
@@ -1037,7 +1052,7 @@ class SequenceGenerator:
                 columns[spec.name] = _numeric_out(values, miss[:, k_num], spec)
                 k_num += 1
             else:
-                columns[spec.name] = [_canonical(v, spec.type) for v in codec.decode(cats[:, k_cat])]
+                columns[spec.name] = [_canonical(v, spec.type) for v in codec.decode(cats[:, k_cat], rng)]
                 k_cat += 1
         if self._side_model is not None:
             side = self._side_model.sample_columns(int(mask.sum()), seed=int(rng.integers(2**62)))

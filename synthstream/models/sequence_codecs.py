@@ -5,8 +5,11 @@
   exactly (only observed values come back: ``RAIN`` stays mostly 0.0, ``CO`` keeps its
   steps of 100); otherwise an inverse quantile grid, linear in between. Ties are spread by
   the distributional transform ``u = F(x-) + V (F(x) - F(x-))`` so scores stay normal.
-* :class:`CategoricalCodec`: categories by frequency (a null is one more category); beyond
-  ``max_categories`` rare values are folded into kept ones by frequency, as the copula does.
+* :class:`CategoricalCodec`: categories held by at least ``min_count`` records, by frequency
+  (a null is one more category); rare values go to an *other* category of synthesised
+  strings or are folded into kept ones by frequency, as the copula does.
+
+Nothing held by fewer than ``min_count`` records is stored (:mod:`synthstream.models.guards`).
 * :class:`ArrivalModel`: when entities start (a coarse week-level date grid plus the exact
   position in the week, so daily/weekly alignment of starts is kept), the gaps between
   consecutive entity starts (the live arrival process) and the number of events per entity.
@@ -27,6 +30,15 @@ from numpy.typing import NDArray
 from scipy.special import ndtr, ndtri
 
 from synthstream.errors import ModelError
+from synthstream.models.guards import (
+    DEFAULT_MIN_COUNT,
+    OTHER_SHARE,
+    ShapeModel,
+    frequent,
+    other_shape,
+    supported_bounds,
+    supported_quantiles,
+)
 
 __all__ = [
     "ArrivalModel",
@@ -95,12 +107,22 @@ def _normal(u: FloatArray) -> FloatArray:
 
 
 class NumericCodec:
-    """A numeric field <-> standard-normal scores (exact discrete distribution or quantile grid)."""
+    """A numeric field <-> standard-normal scores (exact discrete distribution or quantile grid).
 
-    def __init__(self, name: str, *, integral: bool = False, n_quantiles: int = 512) -> None:
+    Nothing fewer than ``min_count`` records hold is stored: the discrete support keeps only
+    values held by ``min_count`` records (a rarer value encodes as the nearest kept one; a
+    field whose kept values cover less than 95 % of the rows uses the grid instead), the grid
+    points are :func:`~synthstream.models.guards.supported_quantiles` and the clip range
+    (``low``/``high``) is :func:`~synthstream.models.guards.supported_bounds`.
+    """
+
+    def __init__(
+        self, name: str, *, integral: bool = False, n_quantiles: int = 512, min_count: int = DEFAULT_MIN_COUNT
+    ) -> None:
         self.name = name
         self.integral = integral
         self.n_quantiles = n_quantiles
+        self.min_count = min_count
         self.discrete = True
         self.support: FloatArray = np.zeros(1)  # discrete values, or the quantile grid
         self.cum: FloatArray = np.ones(1)  # discrete cumulative probabilities, or grid levels
@@ -118,17 +140,22 @@ class NumericCodec:
         self.missing_rate = float(np.isnan(x).mean()) if x.size else 0.0
         if observed.size == 0:
             observed = np.zeros(1)
-        self.low, self.high = float(observed.min()), float(observed.max())
+        self.low, self.high = supported_bounds(observed, self.min_count)
         values, counts = np.unique(observed, return_counts=True)
-        if values.size <= _DISCRETE_MAX:
+        kept = np.sort(frequent(counts, self.min_count))
+        covered = counts[kept].sum() >= (1.0 - OTHER_SHARE) * observed.size
+        if values.size <= _DISCRETE_MAX and kept.size and covered:
             self.discrete = True
-            self.support = values.astype(np.float64)
-            self.cum = np.cumsum(counts) / counts.sum()
+            self.support = values[kept].astype(np.float64)
+            nearest = _nearest_index(self.support, observed)
+            weights = np.bincount(nearest, minlength=self.support.size).astype(np.float64)
+            self.cum = np.cumsum(weights) / weights.sum()
             self.cum[-1] = 1.0
+            self.low, self.high = float(self.support[0]), float(self.support[-1])
         else:
             self.discrete = False
             self.cum = np.linspace(0.0, 1.0, self.n_quantiles)
-            self.support = np.quantile(observed, self.cum)
+            self.support = supported_quantiles(observed, self.cum, self.min_count)
         return self
 
     def encode(self, x: FloatArray, rng: np.random.Generator) -> FloatArray:
@@ -137,10 +164,7 @@ class NumericCodec:
         ok = ~np.isnan(x)
         v = np.clip(x[ok], self.low, self.high)
         if self.discrete:
-            idx = np.clip(np.searchsorted(self.support, v, side="left"), 0, self.support.size - 1)
-            below = np.clip(idx - 1, 0, self.support.size - 1)
-            nearer_below = (idx > 0) & (np.abs(self.support[below] - v) < np.abs(self.support[idx] - v))
-            idx = np.where(nearer_below, below, idx)
+            idx = _nearest_index(self.support, v)
             hi = self.cum[idx]
             lo = np.where(idx > 0, self.cum[np.clip(idx - 1, 0, None)], 0.0)
         else:
@@ -157,7 +181,7 @@ class NumericCodec:
         return z
 
     def decode(self, z: FloatArray) -> FloatArray:
-        """Values for normal scores ``z`` (observed values only when discrete; rounded when integral)."""
+        """Values for normal scores ``z`` (kept values only when discrete; rounded when integral)."""
         u = ndtr(z)
         if self.discrete:
             idx = np.minimum(np.searchsorted(self.cum, u, side="right"), self.support.size - 1)
@@ -169,14 +193,32 @@ class NumericCodec:
         return out
 
 
-class CategoricalCodec:
-    """Categories by frequency (null is a category); rare ones beyond ``max_categories`` are folded."""
+def _nearest_index(support: FloatArray, v: FloatArray) -> IntArray:
+    """Index of the nearest ``support`` value (sorted) for each of ``v``."""
+    idx = np.clip(np.searchsorted(support, v, side="left"), 0, support.size - 1)
+    below = np.clip(idx - 1, 0, support.size - 1)
+    nearer_below = (idx > 0) & (np.abs(support[below] - v) < np.abs(support[idx] - v))
+    out: IntArray = np.where(nearer_below, below, idx).astype(np.int64)
+    return out
 
-    def __init__(self, name: str, *, max_categories: int = 64) -> None:
+
+class CategoricalCodec:
+    """Categories by frequency (null is a category); only values ``min_count`` records hold are kept.
+
+    At most ``max_categories`` values are kept. Rare strings become one *other* category
+    decoding to fresh strings of their shape when
+    :func:`~synthstream.models.guards.other_shape` allows it; otherwise rare values are folded
+    into kept ones by frequency, as the copula does. No rare value is stored.
+    """
+
+    def __init__(self, name: str, *, max_categories: int = 64, min_count: int = DEFAULT_MIN_COUNT) -> None:
         self.name = name
         self.max_categories = max_categories
+        self.min_count = min_count
         self.values: list[Any] = [None]
         self.cum: FloatArray = np.ones(1)
+        self.other: int | None = None
+        self.shape: ShapeModel | None = None
         self._index: dict[Any, int] = {}
         self.folded_last = 0
 
@@ -185,46 +227,77 @@ class CategoricalCodec:
 
     @property
     def size(self) -> int:
-        """Number of categories (including null when it is one)."""
+        """Number of categories (including null and other when they are ones)."""
         return len(self.values)
 
     def fit(self, values: Sequence[Any], *, include_null: bool = False) -> CategoricalCodec:
         """Learn the vocabulary; ``include_null`` keeps a null category even when none was seen."""
         counts = pd.Series(_keys(values), dtype=object).value_counts(dropna=False, sort=False)
-        pairs = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[: self.max_categories]
-        kept = [_from_key(k) for k, _ in pairs]
-        freq = np.array([c for _, c in pairs], dtype=np.float64)
+        pairs = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        # Null is kept whatever its count (it is no value); others need min_count records.
+        kept_pairs = [(k, c) for k, c in pairs if _from_key(k) is None or c >= self.min_count]
+        kept_pairs = kept_pairs[: self.max_categories]
+        kept_keys = {_key(k) for k, _ in kept_pairs}
+        rare = [(k, c) for k, c in pairs if _key(k) not in kept_keys]
+        total = int(sum(c for _, c in pairs))
+        self.shape = other_shape([k for k, _ in rare], [c for _, c in rare], total)
+        if self.shape is None and not [k for k, _ in kept_pairs if _from_key(k) is not None] and rare:
+            if all(isinstance(k, str) for k, _ in rare):
+                self.shape = ShapeModel().fit([k for k, _ in rare], [c for _, c in rare])
+            elif all(isinstance(k, bool) for k, _ in rare):
+                kept_pairs = kept_pairs + rare  # booleans hide nothing
+        kept: list[Any] = [_from_key(k) for k, _ in kept_pairs]
+        freq = [float(c) for _, c in kept_pairs]
+        self.other = None
+        if self.shape is not None:
+            self.other = len(kept)
+            kept.append(_OTHER)
+            freq.append(float(sum(c for _, c in rare)))
         if include_null and None not in kept:
             kept.append(None)
-            freq = np.append(freq, 0.0)
+            freq.append(0.0)
         if not kept:
-            kept, freq = [None], np.ones(1)
+            kept, freq = [None], [1.0]
+        weights = np.asarray(freq, dtype=np.float64)
         self.values = kept
-        self.cum = np.cumsum(freq) / max(freq.sum(), 1.0)
+        self.cum = np.cumsum(weights) / max(weights.sum(), 1.0)
         self.cum[-1] = 1.0
-        self._index = {_key(v): i for i, v in enumerate(kept)}
+        self.reindex()
         return self
 
     def encode(self, values: Sequence[Any], rng: np.random.Generator) -> IntArray:
-        """Category indices; values outside the vocabulary take a kept category drawn by frequency."""
+        """Category indices; values outside the vocabulary take the other category, else a kept one by frequency."""
         index = self._index
         idx = np.fromiter((index.get(k, -1) for k in _keys(values)), dtype=np.int64, count=len(values))
         unknown = idx < 0
         self.folded_last = int(unknown.sum())
-        if self.folded_last:
+        if self.folded_last and self.other is not None:
+            idx[unknown] = self.other
+        elif self.folded_last:
             idx[unknown] = np.minimum(
                 np.searchsorted(self.cum, rng.random(self.folded_last), side="right"), self.size - 1
             )
         return idx
 
-    def decode(self, idx: IntArray) -> list[Any]:
-        """Category values for indices ``idx``."""
+    def decode(self, idx: IntArray, rng: np.random.Generator | None = None) -> list[Any]:
+        """Category values for indices ``idx`` (the other category: fresh strings of the rare values' shape)."""
         values = self.values
-        return [values[i] for i in idx.tolist()]
+        out = [values[i] for i in idx.tolist()]
+        if self.other is not None and self.shape is not None:
+            hits = np.flatnonzero(np.asarray(idx) == self.other)
+            if hits.size:
+                draw = rng if rng is not None else np.random.default_rng(len(out))
+                for i, value in zip(hits.tolist(), self.shape.sample(int(hits.size), draw), strict=True):
+                    out[i] = value
+        return out
 
     def reindex(self) -> None:
         """Rebuild the lookup after unpickling or copying."""
-        self._index = {_key(v): i for i, v in enumerate(self.values)}
+        self._index = {_key(v): i for i, v in enumerate(self.values) if i != self.other}
+
+
+#: Placeholder of the other category in a vocabulary (never a training value; decoded to shapes).
+_OTHER = "\x00other"
 
 
 def _key(value: Any) -> Any:
@@ -245,15 +318,22 @@ def _from_key(key: Any) -> Any:
 
 
 class _Empirical:
-    """A discrete empirical distribution (at most ``max_points`` values, the rest by quantile)."""
+    """A discrete empirical distribution of values each held by ``min_count`` records.
 
-    def __init__(self, values: FloatArray, max_points: int = 4096) -> None:
+    When every distinct value is held by at least ``min_count`` records (and there are at most
+    ``max_points``), the values themselves; otherwise equally weighted
+    :func:`~synthstream.models.guards.supported_quantiles` (at most one point per
+    ``min_count`` records), so a single entity's exact start offset or gap is not stored.
+    """
+
+    def __init__(self, values: FloatArray, max_points: int = 4096, min_count: int = DEFAULT_MIN_COUNT) -> None:
         uniq, counted = np.unique(values, return_counts=True)
         weights = counted.astype(np.float64)
-        if uniq.size > max_points:
-            levels = (np.arange(max_points) + 0.5) / max_points
-            uniq = np.quantile(values, levels)
-            weights = np.ones(max_points)
+        if uniq.size > max_points or (counted < min_count).any():
+            points = max(1, min(max_points, values.size // max(min_count, 1)))
+            levels = (np.arange(points) + 0.5) / points
+            uniq = supported_quantiles(values, levels, min_count)
+            weights = np.ones(points)
         self.values = uniq.astype(np.float64)
         self.cum = np.cumsum(weights) / weights.sum()
         self.cum[-1] = 1.0
@@ -286,11 +366,12 @@ class ArrivalModel:
     * lengths: the empirical distribution of events per entity.
     """
 
-    def __init__(self) -> None:
-        self.weeks = NumericCodec("start_week")
-        self.offsets = _Empirical(np.zeros(1))
-        self.gaps = _Empirical(np.zeros(1))
-        self.lengths = _Empirical(np.ones(1))
+    def __init__(self, min_count: int = DEFAULT_MIN_COUNT) -> None:
+        self.min_count = min_count
+        self.weeks = NumericCodec("start_week", min_count=min_count)
+        self.offsets = _Empirical(np.zeros(1), min_count=1)
+        self.gaps = _Empirical(np.zeros(1), min_count=1)
+        self.lengths = _Empirical(np.ones(1), min_count=1)
         self.mean_length = 1.0
 
     def __repr__(self) -> str:
@@ -300,11 +381,12 @@ class ArrivalModel:
         """Learn from each real entity's first timestamp and number of events."""
         since_monday = starts_us.astype(np.int64) - MONDAY_US
         week_index = np.floor_divide(since_monday, WEEK_US)
-        self.weeks = NumericCodec("start_week", integral=True).fit(week_index.astype(np.float64))
-        self.offsets = _Empirical((since_monday - week_index * WEEK_US).astype(np.float64))
+        k = self.min_count
+        self.weeks = NumericCodec("start_week", integral=True, min_count=k).fit(week_index.astype(np.float64))
+        self.offsets = _Empirical((since_monday - week_index * WEEK_US).astype(np.float64), min_count=k)
         ordered = np.sort(starts_us)
-        self.gaps = _Empirical(np.diff(ordered).astype(np.float64) if ordered.size > 1 else np.zeros(1))
-        self.lengths = _Empirical(lengths.astype(np.float64))
+        self.gaps = _Empirical(np.diff(ordered).astype(np.float64) if ordered.size > 1 else np.zeros(1), min_count=k)
+        self.lengths = _Empirical(lengths.astype(np.float64), min_count=k)
         self.mean_length = float(lengths.mean()) if lengths.size else 1.0
         return self
 

@@ -1,8 +1,11 @@
 """How a w-event budget is spread over windows (pluggable).
 
 Under w-event privacy (Kellaris et al., VLDB 2014) any w consecutive windows together may
-spend at most the budget B. An allocation decides what window i may spend, given what the
-previous w-1 windows spent. The ledger enforces the constraint whatever the allocation
+spend at most the budget B. An allocation decides what window i may spend, given ``previous``:
+the largest spend of the *other* windows of any run of w consecutive windows that contains i
+(windows i-w+1..i-1 when windows are released in order; the windows after i count too when
+they were committed first, e.g. after a restart). Whatever it returns stays within every
+containing run as long as it is at most ``B - previous``. The ledger enforces the constraint whatever the allocation
 says, so a faulty allocation leads to refused releases, never to an over-spend.
 
 - :class:`UniformAllocation` (default): every window gets B / w. Simple, predictable error.
@@ -20,10 +23,10 @@ __all__ = ["ALLOCATIONS", "BudgetAllocation", "HalfRemainingAllocation", "Unifor
 
 
 class BudgetAllocation(Protocol):
-    """Decides the spend of one window from the budget and the previous w-1 windows' spend."""
+    """Decides the spend of one window from the budget and what the other windows of its runs spent."""
 
     def allocate(self, budget: Spend, w: int, previous: Spend) -> Spend:
-        """What this window may spend; ``previous`` is the summed spend of the w-1 windows before it."""
+        """What this window may spend; ``previous``: largest spend of the other windows of a run containing it."""
         ...
 
 

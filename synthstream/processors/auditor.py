@@ -11,9 +11,18 @@ generator and returns an :class:`AuditReport` with
 * quality: column shapes, pair trends and, with a target field, TSTR
   (:mod:`synthstream.evaluation.quality`), plus the per-field distributions and
   association matrices the HTML report draws;
+* the verbatim-leak check (:mod:`synthstream.evaluation.leaks`): per field, the share of
+  synthetic rows carrying a training value rare in training (fewer than
+  ``rare_value_k`` records) against the same share among control records, and every
+  recognised identifier or name of the synthetic sample that is also in the training data;
 * the verdict, ``pass`` only when every risk is under its ceiling, every quality score over
-  its floor and the control set was large enough to measure anything; ``reasons`` says
-  which threshold each failure crossed.
+  its floor, no verbatim leak was found and the control set was large enough to measure
+  anything; ``reasons`` says which threshold each failure crossed.
+
+Fail closed: an attack that raises, or a leak check that raises, fails the verdict with a
+reason naming the attack (or the check) and the exception type; only what is explicitly
+known to make an attack impossible on the data is reported as "not built". The attacks are
+data (:class:`Attack`), built once from the config; a caller may pass its own list.
 
 The attacks see a random sample of at most ``max_attack_rows`` training records and a
 control sample of the *same* size (DESIGN.md: a smaller control inflates the measured
@@ -24,8 +33,10 @@ model and data give the same report.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +44,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthstream.config import AuditConfig
+from synthstream.errors import AttackError
+from synthstream.evaluation.leaks import LeakResult, VerbatimLeakCheck
 from synthstream.evaluation.privacy_risk import (
     attack_frame,
     audited_fields,
@@ -51,10 +64,10 @@ from synthstream.evaluation.quality import (
 )
 from synthstream.models.base import Generator
 from synthstream.models.registry import Lineage
-from synthstream.schemas.events import AttackRisk, PrivacyGuarantee, UtcDatetime
+from synthstream.schemas.events import AttackRisk, LeakFinding, PrivacyGuarantee, UtcDatetime
 from synthstream.schemas.record import FieldRole, FieldType, RecordSchema
 
-__all__ = ["AuditRecord", "AuditReport", "Auditor", "warm_up_audit"]
+__all__ = ["Attack", "AuditRecord", "AuditReport", "Auditor", "warm_up_audit"]
 
 Record = Mapping[str, Any]
 
@@ -80,6 +93,9 @@ class AuditReport(BaseModel):
     seed: int = Field(description="Seed of the audit.")
     seconds: dict[str, float] = Field(default_factory=dict, description="Wall time per stage.")
     thresholds: dict[str, float] = Field(default_factory=dict, description="The ceilings and floors applied.")
+    leaks: list[LeakFinding] | None = Field(
+        default=None, description="Verbatim-leak findings per field (None: the check could not run)."
+    )
 
     def metrics(self) -> dict[str, float]:
         """Flat ``risk.<name>`` / ``quality.<name>`` numbers (for the lifecycle event)."""
@@ -104,6 +120,29 @@ class AuditRecord(BaseModel):
     report: AuditReport = Field(description="What the audit measured and decided.")
 
 
+_SINGLING_OUT_MODES: tuple[Literal["univariate", "multivariate"], ...] = ("univariate", "multivariate")
+#: What an attack function is called with: (training sample, synthetic, control sample), seed and confidence level.
+AttackFunction = Callable[..., AttackRisk]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack of the audit: its name, family, attempts requested, and the function that measures it.
+
+    ``run`` is called as ``run(ori, syn, control, seed=..., confidence_level=...)`` on the
+    attack frames and returns an :class:`AttackRisk`; the default attacks are
+    :func:`functools.partial` objects over :mod:`synthstream.evaluation.privacy_risk` (they
+    pickle into the audit's worker process). ``seed_offset`` is added to the audit's seed so
+    attacks draw different targets.
+    """
+
+    name: str
+    family: Literal["singling_out", "linkability", "inference"]
+    requested: int
+    run: AttackFunction
+    seed_offset: int = 0
+
+
 def warm_up_audit() -> bool:
     """Import the audit stack and compile anonymeter's numba kernels in a fresh worker (takes seconds)."""
     import anonymeter.evaluators  # noqa: F401  # first: anonymeter's neighbours module imports circularly
@@ -120,11 +159,14 @@ class Auditor:
     """Audits generators of one schema with one :class:`~synthstream.config.AuditConfig`.
 
     Field names in the config (secret fields, target, linkability column sets) must be
-    audited fields of ``schema`` (not identifiers or free text): a :class:`ValueError`
-    lists the valid choices otherwise.
+    audited fields of ``schema`` (not identifiers or free text), and ``leak_entities`` known
+    to the leak check: a :class:`ValueError` lists the valid choices otherwise. ``attacks``
+    replaces the attacks built from the config (:meth:`default_attacks`).
     """
 
-    def __init__(self, schema: RecordSchema, config: AuditConfig | None = None) -> None:
+    def __init__(
+        self, schema: RecordSchema, config: AuditConfig | None = None, *, attacks: Sequence[Attack] | None = None
+    ) -> None:
         self.schema = schema
         self.config = config if config is not None else AuditConfig()
         self._fields = audited_fields(schema)
@@ -148,6 +190,66 @@ class Auditor:
             half = max(1, len(names) // 2)
             self._aux = (names[:half], names[half:])
         self._regression = {f.name: _is_continuous_numeric(f.role, f.type) for f in self._fields}
+        self.attacks: tuple[Attack, ...] = tuple(self.default_attacks() if attacks is None else attacks)
+        self.leak_check = VerbatimLeakCheck(
+            schema,
+            k=cfg.rare_value_k,
+            max_rare_share=cfg.max_rare_value_share,
+            entities=cfg.leak_entities,
+            confidence_level=cfg.confidence_level,
+        )
+
+    def default_attacks(self) -> list[Attack]:
+        """The attacks the config asks for: singling out (both modes), linkability, inference per secret."""
+        cfg = self.config
+        out = [
+            Attack(
+                name=f"singling_out_{mode}",
+                family="singling_out",
+                requested=cfg.n_attacks,
+                run=functools.partial(
+                    singling_out_risk,
+                    mode=mode,
+                    n_attacks=cfg.n_attacks,
+                    n_cols=cfg.singling_out_cols,
+                    max_attempts=cfg.singling_out_max_attempts,
+                ),
+                seed_offset=offset,
+            )
+            for offset, mode in enumerate(_SINGLING_OUT_MODES)
+        ]
+        out.append(
+            Attack(
+                name="linkability",
+                family="linkability",
+                requested=cfg.n_attacks,
+                run=functools.partial(
+                    linkability_risk,
+                    aux_cols=self._aux,
+                    n_attacks=cfg.n_attacks,
+                    n_neighbors=cfg.linkability_neighbors,
+                    n_jobs=cfg.n_jobs,
+                ),
+                seed_offset=2,
+            )
+        )
+        out += [
+            Attack(
+                name=f"inference:{secret}",
+                family="inference",
+                requested=cfg.n_attacks,
+                run=functools.partial(
+                    inference_risk,
+                    secret=secret,
+                    regression=self._regression[secret],
+                    n_attacks=cfg.n_attacks,
+                    n_jobs=cfg.n_jobs,
+                ),
+                seed_offset=offset,
+            )
+            for offset, secret in enumerate(self._secrets, start=3)
+        ]
+        return out
 
     def __repr__(self) -> str:
         return (
@@ -212,9 +314,22 @@ class Auditor:
             reasons.append(
                 f"control set has {len(control_df)} records; at least {cfg.min_holdout} are needed to measure risk"
             )
-        attacks = self._attacks(ori, syn, ctrl, seed, seconds, run=enough_control)
+        sampled = len(syn_df) > 0
+        if not sampled:
+            reasons.append("the generator returned no synthetic rows: nothing could be measured")
+        clock = time.perf_counter()
+        leaks = self._leaks(train_df, control_df, syn_df)
+        seconds["leaks"] = time.perf_counter() - clock
+        if isinstance(leaks, str):
+            reasons.append(leaks)
+        else:
+            reasons += leaks.reasons
+        attacks, crashed = self._attacks(ori, syn, ctrl, seed, seconds, run=enough_control)
+        reasons += crashed
         risks = {a.name: float(a.risk) for a in attacks if a.risk is not None}
-        if enough_control:
+        if not isinstance(leaks, str):
+            risks.update(leaks.summary)
+        if enough_control and sampled:
             clock = time.perf_counter()
             distances = distance_metrics(ori, ctrl, syn)
             risks.update(distances.as_dict())
@@ -222,17 +337,17 @@ class Auditor:
 
         clock = time.perf_counter()
         reference = train_sample if n else train_df
-        quality = fidelity_scores(reference.reset_index(drop=True), syn_df, self.schema)
+        quality = fidelity_scores(reference.reset_index(drop=True), syn_df, self.schema) if sampled else {}
         seconds["fidelity"] = time.perf_counter() - clock
         target = cfg.target_field
-        if target is not None and enough_control:
+        if target is not None and enough_control and sampled:
             clock = time.perf_counter()
             quality.update(tstr_scores(ori, syn, ctrl, target=target, regression=self._regression[target], seed=seed))
             seconds["tstr"] = time.perf_counter() - clock
         clock = time.perf_counter()
         real_summary = ori if n else attack_frame(train_df, self._fields)
-        distributions = field_distributions(real_summary, syn)
-        associations = association_matrices(real_summary, syn)
+        distributions = field_distributions(real_summary, syn) if sampled else []
+        associations = association_matrices(real_summary, syn) if sampled else None
         seconds["summaries"] = time.perf_counter() - clock
 
         requested = sum(a.attacks_requested for a in attacks)
@@ -258,6 +373,7 @@ class Auditor:
             seed=seed,
             seconds=seconds,
             thresholds=self.thresholds(),
+            leaks=None if isinstance(leaks, str) else leaks.findings,
         )
 
     def thresholds(self) -> dict[str, float]:
@@ -272,10 +388,19 @@ class Auditor:
             "min_attack_coverage": cfg.min_attack_coverage,
             "min_column_shapes": cfg.min_column_shapes,
             "min_pair_trends": cfg.min_pair_trends,
+            "rare_value_k": float(cfg.rare_value_k),
+            "max_rare_value_share": cfg.max_rare_value_share,
         }
         if cfg.target_field is not None:
             out["min_tstr_ratio"] = cfg.min_tstr_ratio
         return out
+
+    def _leaks(self, training: pd.DataFrame, control: pd.DataFrame, synthetic: pd.DataFrame) -> LeakResult | str:
+        """The leak check's result, or the reason it failed closed (the exception type only)."""
+        try:
+            return self.leak_check(training, control, synthetic)
+        except Exception as exc:  # fail closed: a check that did not run found nothing, and proves nothing
+            return f"the verbatim-leak check could not run ({type(exc).__name__}): failing closed"
 
     def _attacks(
         self,
@@ -286,73 +411,47 @@ class Auditor:
         seconds: dict[str, float],
         *,
         run: bool,
-    ) -> list[AttackRisk]:
-        cfg = self.config
-        names = [f"singling_out_{m}" for m in ("univariate", "multivariate")]
-        names.append("linkability")
-        names += [f"inference:{s}" for s in self._secrets]
+    ) -> tuple[list[AttackRisk], list[str]]:
+        """Every attack's risk, and a reason per attack that crashed (the audit then fails)."""
         if not run:
-            families = ["singling_out", "singling_out", "linkability"] + ["inference"] * len(self._secrets)
             return [
                 AttackRisk(
-                    name=name,
-                    attack=family,  # type: ignore[arg-type]  # one of the Literal's values
-                    attacks_requested=cfg.n_attacks,
+                    name=a.name,
+                    attack=a.family,
+                    attacks_requested=a.requested,
                     attacks_built=0,
                     detail="not built: the control set is too small",
                 )
-                for name, family in zip(names, families, strict=True)
-            ]
-        common: dict[str, Any] = {"confidence_level": cfg.confidence_level}
+                for a in self.attacks
+            ], []
         out: list[AttackRisk] = []
-        for offset, mode in enumerate(("univariate", "multivariate")):
+        crashed: list[str] = []
+        for attack in self.attacks:
             clock = time.perf_counter()
-            out.append(
-                singling_out_risk(
-                    ori,
-                    syn,
-                    ctrl,
-                    mode=mode,  # type: ignore[arg-type]  # the loop's two Literal values
-                    n_attacks=cfg.n_attacks,
-                    n_cols=cfg.singling_out_cols,
-                    max_attempts=cfg.singling_out_max_attempts,
-                    seed=seed + offset,
-                    **common,
+            try:
+                out.append(
+                    attack.run(
+                        ori,
+                        syn,
+                        ctrl,
+                        seed=seed + attack.seed_offset,
+                        confidence_level=self.config.confidence_level,
+                    )
                 )
-            )
-            seconds[f"singling_out_{mode}"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        out.append(
-            linkability_risk(
-                ori,
-                syn,
-                ctrl,
-                aux_cols=self._aux,
-                n_attacks=cfg.n_attacks,
-                n_neighbors=cfg.linkability_neighbors,
-                seed=seed + 2,
-                n_jobs=cfg.n_jobs,
-                **common,
-            )
-        )
-        seconds["linkability"] = time.perf_counter() - clock
-        for offset, secret in enumerate(self._secrets, start=3):
-            clock = time.perf_counter()
-            out.append(
-                inference_risk(
-                    ori,
-                    syn,
-                    ctrl,
-                    secret=secret,
-                    regression=self._regression[secret],
-                    n_attacks=cfg.n_attacks,
-                    seed=seed + offset,
-                    n_jobs=cfg.n_jobs,
-                    **common,
+            except Exception as exc:  # fail closed: a crashed attack measured nothing
+                cause = exc.cause if isinstance(exc, AttackError) else type(exc).__name__
+                crashed.append(f"attack {attack.name} crashed ({cause}): failing closed")
+                out.append(
+                    AttackRisk(
+                        name=attack.name,
+                        attack=attack.family,
+                        attacks_requested=attack.requested,
+                        attacks_built=0,
+                        detail=f"crashed: {cause}",
+                    )
                 )
-            )
-            seconds[f"inference:{secret}"] = time.perf_counter() - clock
-        return out
+            seconds[attack.name] = time.perf_counter() - clock
+        return out, crashed
 
     def _judge(
         self,

@@ -16,16 +16,28 @@ reason               when
 ``malformed_avro``   a bad Confluent frame or Avro body
 ``unknown_schema_id`` a frame naming a schema id the store does not hold
 ``schema_violation`` missing required field, null in a non-nullable field, wrong type,
-                     non-finite double, unparseable timestamp, or an extra field under
+                     unparseable timestamp, or an extra field under
                      ``extra_fields="reject"``; the detail lists every violating field
+``value_out_of_range`` the type is right but the value cannot be encoded: a ``long``
+                     outside the signed 64-bit range, a non-finite ``double`` (NaN,
+                     Infinity), a timestamp outside years 1-9999 once converted to UTC
+``unencodable_string`` a string that is not valid Unicode text (a lone surrogate):
+                     UTF-8, Avro and HMAC cannot take it
 ==================== ===========================================================
 
-Details name fields, expected types and received JSON types; never values.
+A record with both kinds of problem is a ``schema_violation``. The range guards exist because
+such a value passed the type check before and crashed the process at encode time, on every
+restart (a poison pill); now it is dead-lettered like any other bad record.
+
+Details name fields, expected types, received JSON types and the rule broken; never values,
+and never the names of keys the schema does not know (a key can itself be personal data,
+e.g. an e-mail address used as a key): those are only counted.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,15 +57,27 @@ Converter = Callable[[Any], Any]
 
 #: Stand-in for a field absent from the record.
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<missing>"})()
-#: How many extra field names a rejection detail lists.
-_MAX_EXTRA_NAMES = 10
+#: The signed 64-bit range of an Avro ``long``: a value outside it cannot be encoded.
+LONG_MIN = -(2**63)
+LONG_MAX = 2**63 - 1
+#: Reason codes of the range guards (see the module docstring).
+OUT_OF_RANGE = "value_out_of_range"
+UNENCODABLE_STRING = "unencodable_string"
+SCHEMA_VIOLATION = "schema_violation"
+#: An ISO-8601 expanded year (``10000-01-01``, ``+12345-...``, ``-0001-...``): outside datetime's range.
+_EXPANDED_YEAR = re.compile(r"\s*([+-]\d{4,}|\d{5,})-")
 
 
 class _Invalid(Exception):  # noqa: N818 - internal signal, never escapes this module
-    """A converter's signal: this value does not fit; ``problem`` says how (no value inside)."""
+    """A converter's signal: this value does not fit; ``problem`` says how (no value inside).
 
-    def __init__(self, problem: str) -> None:
+    ``reason`` is the dead-letter reason the problem maps to: a wrong type is a
+    ``schema_violation``, a right type with an unencodable value is a range reason.
+    """
+
+    def __init__(self, problem: str, reason: str = SCHEMA_VIOLATION) -> None:
         self.problem = problem
+        self.reason = reason
 
 
 @dataclass
@@ -94,15 +118,28 @@ def _wrong(value: Any) -> _Invalid:
     return _Invalid(f"got {json_type_name(value)}")
 
 
+def _long_range() -> _Invalid:
+    return _Invalid("got integer outside the 64-bit range [-2^63, 2^63-1]", OUT_OF_RANGE)
+
+
 def _to_long(value: Any) -> int:
     if type(value) is int:
-        return value
+        if LONG_MIN <= value <= LONG_MAX:
+            return value
+        raise _long_range()
     if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
+        return _to_long(int(value))
     if isinstance(value, float):
-        if value.is_integer():
-            return int(value)
-        raise _Invalid("got number (not integral)" if math.isfinite(value) else "got number (non-finite)")
+        if not math.isfinite(value):
+            raise _Invalid("got number (non-finite)", OUT_OF_RANGE)
+        if not value.is_integer():
+            raise _Invalid("got number (not integral)")
+        # JSON parsers hand integers beyond the 64-bit range over as floats, rounded: -2^63-1
+        # arrives as the float -2^63. A float at or beyond 2^63 in size is therefore refused,
+        # never silently rounded into range.
+        if abs(value) >= 2.0**63:
+            raise _long_range()
+        return int(value)
     raise _wrong(value)
 
 
@@ -110,12 +147,12 @@ def _to_double(value: Any) -> float:
     if type(value) is float:
         if math.isfinite(value):
             return value
-        raise _Invalid("got number (non-finite)")
+        raise _Invalid("got number (non-finite: NaN or Infinity)", OUT_OF_RANGE)
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return float(value)
         except OverflowError:
-            raise _Invalid("got integer (too large for a double)") from None
+            raise _Invalid("got integer (too large for a double)", OUT_OF_RANGE) from None
     if isinstance(value, float):
         return _to_double(float(value))
     raise _wrong(value)
@@ -123,6 +160,12 @@ def _to_double(value: Any) -> float:
 
 def _to_string(value: Any) -> str:
     if type(value) is str:
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Invalid("got string that is not valid Unicode text (lone surrogate)", UNENCODABLE_STRING) from None
         return value
     raise _wrong(value)
 
@@ -138,6 +181,8 @@ def _to_timestamp(value: Any) -> datetime:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
+            if _EXPANDED_YEAR.match(value):
+                raise _Invalid("got timestamp outside years 1-9999", OUT_OF_RANGE) from None
             raise _Invalid("got string (not an ISO-8601 timestamp)") from None
     elif isinstance(value, datetime):
         parsed = value
@@ -145,7 +190,13 @@ def _to_timestamp(value: Any) -> datetime:
         raise _wrong(value)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+    if parsed.tzinfo is UTC:
+        return parsed
+    try:
+        # 0001-01-01T00:00:00+14:00 is a valid ISO string whose UTC instant is before year 1.
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise _Invalid("got timestamp outside years 1-9999 once converted to UTC", OUT_OF_RANGE) from None
 
 
 _BY_TYPE: dict[FieldType, Converter] = {
@@ -285,33 +336,40 @@ class RecordValidator:
             try:
                 record = {name: convert(get(name, _MISSING)) for name, convert in fields}
             except _Invalid:
-                raise RecordRejected("schema_violation", describe(obj, reject_extra)) from None
+                raise describe(obj, reject_extra) from None
             return record
 
         def conform_strict(obj: dict[str, Any]) -> Record:
             record = conform(obj)
             if len(obj) > n_fields or not names.issuperset(obj):
-                raise RecordRejected("schema_violation", describe(obj, reject_extra))
+                raise describe(obj, reject_extra)
             return record
 
         return conform_strict if reject_extra else conform
 
     # -- the slow path: say everything that is wrong ----------------------------------------------
 
-    def _describe(self, obj: dict[str, Any], reject_extra: bool) -> str:
+    def _describe(self, obj: dict[str, Any], reject_extra: bool) -> RecordRejected:
+        """The rejection of ``obj``: every violating field named, the reason from the worst problem.
+
+        Only schema field names appear; keys the schema does not know are counted, never named.
+        """
         problems: list[str] = []
+        reasons: set[str] = set()
         for spec, (name, convert) in zip(self.schema.fields, self._fields, strict=True):
             try:
                 convert(obj.get(name, _MISSING))
             except _Invalid as exc:
                 problems.append(f"{name!r}: expected {_expected(spec)}, {exc.problem}")
+                reasons.add(exc.reason)
         if reject_extra:
-            extra = [k for k in obj if k not in self._names]
+            extra = sum(1 for k in obj if k not in self._names)
             if extra:
-                shown = ", ".join(repr(str(k)[:64]) for k in extra[:_MAX_EXTRA_NAMES])
-                more = f" and {len(extra) - _MAX_EXTRA_NAMES} more" if len(extra) > _MAX_EXTRA_NAMES else ""
-                problems.append(f"{len(extra)} field(s) not in the schema: {shown}{more}")
-        return f"{len(problems)} violation(s) of schema {self.schema.name}: " + "; ".join(problems)
+                problems.append(f"{extra} field(s) not in the schema (names withheld: a key can hold personal data)")
+                reasons.add(SCHEMA_VIOLATION)
+        reason = SCHEMA_VIOLATION if SCHEMA_VIOLATION in reasons or len(reasons) != 1 else reasons.pop()
+        detail = f"{len(problems)} violation(s) of schema {self.schema.name}: " + "; ".join(problems)
+        return RecordRejected(reason, detail)
 
 
 def _expected(spec: FieldSpec) -> str:

@@ -12,8 +12,20 @@ and 2-way histograms, clipped sums) for micro-batches of records, vectorised wit
 - the watermark is the largest event time seen minus the grace period; a window closes when
   the watermark passes its end, and every window from the first one on is closed in order,
   empty ones included (skipping an empty window would itself reveal that it was empty);
+- with several source partitions (``add(..., partitions=...)``), the watermark is the *smallest*
+  of the partitions' largest event times, as in Kafka Streams and Flink: while a backlog is
+  read one partition may run ahead of another by more than the grace period, and a global
+  maximum would close windows whose records are still waiting in the lagging partition (they
+  would all be "late"). When the caller knows which partitions still hold unread records
+  (:meth:`WindowAggregator.hold`, from the consumer's positions and high-water marks), those
+  and only those hold the watermark back, however long they take, and one that has delivered
+  nothing yet holds it entirely; otherwise a partition that delivered nothing for
+  ``partition_idle_s`` of processing time stops holding it (a quiet partition must not stall it);
 - a record whose window has already closed is *late*: it is not counted and is returned to
   the caller, who routes it by policy (dead letter or counted) — never silently lost;
+- after a restart the timeline resumes after the last released window (:meth:`WindowAggregator.resume_after`);
+  windows below it that were never released (``reopen``) still take their records and close
+  when the watermark passes them, so a window is never skipped because a later one was released;
 - with an entity as the privacy unit, at most ``max_per_entity`` records of one entity count
   in a window; the excess is dropped and counted.
 
@@ -23,7 +35,8 @@ DP release.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,8 +191,12 @@ class WindowAggregator:
         grace_ms: int = 0,
         entity_field: str | None = None,
         max_per_entity: int = 1,
+        partition_idle_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         problems = []
+        if partition_idle_s <= 0:
+            problems.append("partition_idle_s must be positive")
         if window_ms <= 0:
             problems.append("window_ms must be positive")
         if grace_ms < 0:
@@ -208,7 +225,15 @@ class WindowAggregator:
         self._open: dict[int, _WindowState] = {}
         #: Index of the next window to close (None until the first record).
         self.next_to_close: int | None = None
+        #: Windows below ``next_to_close`` that were never released (after a restart): still open.
+        self._reopened: set[int] = set()
         self.max_event_ms: int | None = None
+        self.partition_idle_s = float(partition_idle_s)
+        self._clock = clock
+        #: Per source partition: (largest event time seen, processing time it last delivered a record).
+        self._partitions: dict[Hashable, tuple[int, float]] = {}
+        #: Partitions known to hold unread records (None: unknown, fall back to the idle rule).
+        self._lagging: set[Hashable] | None = None
         self.late_total = 0
         self.dropped_total = 0
         self.counted_total = 0
@@ -224,18 +249,38 @@ class WindowAggregator:
         """Indices of windows holding state."""
         return sorted(self._open)
 
+    @property
+    def reopened(self) -> list[int]:
+        """Windows below the resumed timeline that were never released and are still open."""
+        return sorted(self._reopened)
+
     def window_of(self, event_ms: int) -> int:
         """Index of the window holding event time ``event_ms``."""
         return event_ms // self.window_ms
 
-    def resume_after(self, last_released: int) -> None:
-        """Continue a timeline whose windows up to ``last_released`` were already released (after a restart)."""
-        self.next_to_close = last_released + 1
+    def resume_after(self, last_released: int, reopen: Sequence[int] = ()) -> None:
+        """Continue a timeline whose windows up to ``last_released`` were already released (after a restart).
 
-    def add(self, records: Sequence[Mapping[str, Any]], event_ms: Sequence[int]) -> AddResult:
-        """Count a micro-batch; records of already-closed windows are returned as late, not counted."""
-        if len(records) != len(event_ms):
-            raise ValueError("records and event_ms must have the same length")
+        ``reopen`` names windows below ``last_released`` that were never released: they are not
+        late, take their records and are closed (in order, before newer ones) once the
+        watermark passes their end.
+        """
+        self.next_to_close = last_released + 1
+        self._reopened = {int(i) for i in reopen if int(i) <= last_released}
+
+    def add(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        event_ms: Sequence[int],
+        partitions: Sequence[Hashable] | None = None,
+    ) -> AddResult:
+        """Count a micro-batch; records of already-closed windows are returned as late, not counted.
+
+        ``partitions`` (one per record, e.g. ``(topic, partition)``) makes the watermark the
+        slowest partition's, so records still queued in a lagging partition are not made late.
+        """
+        if len(records) != len(event_ms) or (partitions is not None and len(partitions) != len(records)):
+            raise ValueError("records, event_ms and partitions must have the same length")
         if not records:
             return AddResult((), 0, 0, {})
         times = np.asarray(event_ms, dtype=np.int64)
@@ -243,10 +288,17 @@ class WindowAggregator:
         if self.next_to_close is None:
             self.next_to_close = int(windows.min())
         late_mask = windows < self.next_to_close
+        if self._reopened:
+            late_mask &= ~np.isin(windows, np.fromiter(self._reopened, dtype=np.int64))
         late = tuple(int(i) for i in np.flatnonzero(late_mask))
         self.late_total += len(late)
         batch_max = int(times.max())
         self.max_event_ms = batch_max if self.max_event_ms is None else max(self.max_event_ms, batch_max)
+        if partitions is not None:
+            now = self._clock()
+            for key, ms in zip(partitions, event_ms, strict=True):
+                seen = self._partitions.get(key)
+                self._partitions[key] = (int(ms) if seen is None else max(seen[0], int(ms)), now)
         keep = np.flatnonzero(~late_mask)
         dropped = 0
         counted = 0
@@ -303,9 +355,31 @@ class WindowAggregator:
             values = values[~np.isnan(values)]
             state.sums[name] = state.sums.get(name, 0.0) + float(np.clip(values, lo, hi).sum())
 
+    def hold(self, lagging: set[Hashable]) -> None:
+        """Name the partitions that still hold unread records (the rest are caught up and hold nothing back)."""
+        self._lagging = set(lagging)
+
+    def event_watermark(self) -> int | None:
+        """Largest event time every partition with records still to come has reached.
+
+        All records when partitions are not tracked; with :meth:`hold`, the slowest lagging
+        partition (None while one of them has delivered nothing: it may hold any window's records).
+        """
+        if not self._partitions:
+            return None if self._lagging else self.max_event_ms
+        if self._lagging is not None:
+            if not self._lagging:
+                return self.max_event_ms
+            if any(p not in self._partitions for p in self._lagging):
+                return None
+            return min(self._partitions[p][0] for p in self._lagging)
+        cutoff = self._clock() - self.partition_idle_s
+        active = [ms for ms, seen in self._partitions.values() if seen >= cutoff]
+        return min(active) if active else self.max_event_ms
+
     def watermark(self, now_ms: int | None = None) -> int | None:
-        """Event time up to which windows are complete: max event time - grace (or ``now_ms`` - grace if later)."""
-        marks = [m for m in (self.max_event_ms, now_ms) if m is not None]
+        """Event time up to which windows are complete: the event watermark - grace (or ``now_ms`` - grace if later)."""
+        marks = [m for m in (self.event_watermark(), now_ms) if m is not None]
         return max(marks) - self.grace_ms if marks else None
 
     def close_due(self, now_ms: int | None = None, *, flush: bool = False) -> list[ClosedWindow]:
@@ -319,12 +393,15 @@ class WindowAggregator:
             return []
         mark = self.watermark(now_ms)
         if flush:
-            last = max([*self._open, self.next_to_close - 1])
+            last = max([*self._open, *self._reopened, self.next_to_close - 1])
         elif mark is None:
             return []
         else:
             last = (mark // self.window_ms) - 1  # windows ending at or before the watermark
         closed = []
+        for index in sorted(i for i in self._reopened if i <= last):
+            self._reopened.discard(index)
+            closed.append(self._closed(index, self._open.pop(index, _WindowState())))
         while self.next_to_close <= last:
             index = self.next_to_close
             state = self._open.pop(index, None) or _WindowState()

@@ -249,6 +249,36 @@ class AttackRisk(BaseModel):
     detail: str | None = Field(default=None, description="Caveats or why the attack was not built (never values).")
 
 
+class LeakFinding(BaseModel):
+    """Synthetic values of one field that repeat training data verbatim: counts only, never the values.
+
+    ``check`` says which test found them: ``rare_value`` (a training value held by fewer than
+    ``k`` training records; ``share`` is judged against the same share among real unseen
+    control records, ``control_share``) or ``recognised`` (a value a PII recogniser flags,
+    ``entity_type``, that is also in the training data; ``fresh_rows`` counts the recognised
+    values that are *not* in training, e.g. fakes or pseudonyms, which are not leaks).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str = Field(description="Field of the synthetic sample.")
+    check: Literal["rare_value", "recognised"] = Field(description="Which verbatim-leak test this counts.")
+    entity_type: str | None = Field(default=None, description="Entity a recogniser saw (recognised check only).")
+    rows: int = Field(ge=0, description="Synthetic rows carrying such a training value.")
+    values: int = Field(ge=0, description="Distinct training values found in the synthetic sample.")
+    share: float = Field(ge=0, le=1, description="rows / synthetic rows.")
+    control_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The same share among real control records: the baseline of rare_value, context for recognised.",
+    )
+    fresh_rows: int | None = Field(
+        default=None, ge=0, description="Rows with a recognised value that is not in training (not a leak)."
+    )
+    leak: bool = Field(description="Whether this finding fails the version.")
+
+
 class PrivacyAuditEvent(Event):
     """The audit of one model version: guarantee, measured risks, quality and verdict."""
 
@@ -268,6 +298,11 @@ class PrivacyAuditEvent(Event):
     training_rows: int = Field(default=0, ge=0, description="Records the version was trained on.")
     control_rows: int = Field(default=0, ge=0, description="Held-out control records the attacks were scored on.")
     synthetic_rows: int = Field(default=0, ge=0, description="Synthetic records sampled for the audit.")
+    leaks: list[LeakFinding] | None = Field(
+        default=None,
+        description="Verbatim-leak check per field: counts of training values repeated in the synthetic sample "
+        "(None: an event from before the check existed, or the check could not run).",
+    )
 
 
 class PiiFinding(BaseModel):

@@ -8,7 +8,12 @@ then it publishes a :class:`~synthstream.schemas.events.PrivacyAuditEvent` on th
 privacy-audit topic, stores the full audit as the version's ``audit.json`` in the registry
 (what ``synthstream report`` renders) and returns the verdict. On ``fail`` the scheduler
 announces ``rejected`` on the models topic and the previously promoted version keeps
-publishing. An audit that crashes fails closed.
+publishing.
+
+Fail closed: an audit that crashes, a guarantee that cannot be read, or anything else
+unexpected in the gate rejects the version (never passes it), with an ``audit.rejected``
+warning naming the reasons and, while the producer works, a failing event on the
+privacy-audit topic.
 
 The formal guarantee comes from the caller (the privacy ledger): a fixed
 :class:`~synthstream.schemas.events.PrivacyGuarantee`, or a function of the version.
@@ -90,6 +95,7 @@ class AuditGate:
         self.guarantee = guarantee
         self.audits = 0
         self.rejections = 0
+        self._stage = "starting"
         self._log = get_logger("audit", stream=stream, topic=topic)
 
     def __repr__(self) -> str:
@@ -105,12 +111,37 @@ class AuditGate:
         return not self.config.enabled or self.buffer.holdout_size >= self.config.min_holdout
 
     async def evaluate(self, version: ModelVersion, model: Generator, training: Sequence[Record]) -> GateDecision:
-        """Audit ``version`` in the worker, publish and store the audit, and return the verdict."""
+        """Audit ``version`` in the worker, publish and store the audit, and return the verdict.
+
+        Fail closed: whatever goes wrong here (the audit, the guarantee lookup, the event, the
+        stored artifact) rejects the version with a reason naming the stage and the exception
+        type, a warning log line and, where the producer still works, an event.
+        """
         if not self.config.enabled:
             return GateDecision(promote=True, reasons=("audit disabled",))
+        try:
+            return await self._evaluate(version, model, training)
+        except Exception as exc:  # anything unexpected in the gate: reject, never pass
+            reason = f"the audit gate failed while {self._stage} ({type(exc).__name__}): failing closed"
+            self._log.error("audit.gate_failed", version=version.version, stage=self._stage, error=type(exc).__name__)
+            self.audits += 1
+            self.rejections += 1
+            await self._publish_failure(version, reason, training=len(training))
+            self._log.warning("audit.rejected", version=version.version, reasons=[reason])
+            return GateDecision(promote=False, reasons=(reason,))
+
+    async def _evaluate(self, version: ModelVersion, model: Generator, training: Sequence[Record]) -> GateDecision:
+        self._stage = "reading the control set"
         control = self.buffer.holdout()
-        guarantee = await self._guarantee_of(version)
         seed = self.config.seed + version.version
+        failures: list[str] = []
+        self._stage = "auditing"
+        try:
+            guarantee = await self._guarantee_of(version)
+        except Exception as exc:  # the ledger could not say what the version guarantees: fail closed
+            self._log.error("audit.guarantee_failed", version=version.version, error=type(exc).__name__)
+            failures.append(f"the privacy guarantee could not be read ({type(exc).__name__}): failing closed")
+            guarantee = EMPIRICAL_ONLY
         self._log.info("audit.started", version=version.version, training=len(training), control=len(control))
         started = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -118,10 +149,20 @@ class AuditGate:
             report = await loop.run_in_executor(
                 self.executor, functools.partial(self.auditor, seed=seed), model, list(training), control
             )
+            if not isinstance(report, AuditReport):
+                raise TypeError("the audit worker returned no AuditReport")
         except Exception as exc:  # the audit crashed: fail closed, say why (the type only)
             self._log.error("audit.failed", version=version.version, error=type(exc).__name__)
             report = _failed_report(self.auditor, exc, training=len(training), control=len(control), seed=seed)
+        if failures:
+            report = report.model_copy(
+                update={
+                    "verdict": "fail",
+                    "reasons": [*failures, *(r for r in report.reasons if report.verdict == "fail")],
+                }
+            )
         seconds = time.monotonic() - started
+        self._stage = "storing the audit"
         event_id = stable_event_id(self.stream, version.version, "audit")
         record = AuditRecord(
             stream=self.stream,
@@ -134,11 +175,12 @@ class AuditGate:
             lineage=version.lineage,
             report=report,
         )
+        payload = record.model_dump_json(indent=2).encode()
+        await asyncio.to_thread(self.registry.save_extra, version.version, AUDIT_ARTIFACT, payload)
+        self._stage = "publishing the audit event"
         await self.producer.send(
             self.topic, OutMessage(value=self.serde.encode(audit_event(record)), key=self.stream.encode())
         )
-        payload = record.model_dump_json(indent=2).encode()
-        await asyncio.to_thread(self.registry.save_extra, version.version, AUDIT_ARTIFACT, payload)
         self.audits += 1
         passed = report.verdict == "pass"
         self.rejections += int(not passed)
@@ -149,8 +191,33 @@ class AuditGate:
             seconds=round(seconds, 2),
             attacks_built=report.attacks_built,
             attacks_requested=report.attacks_requested,
+            leaks=sum(1 for f in report.leaks or () if f.leak),
         )
+        if not passed:
+            self._log.warning("audit.rejected", version=version.version, reasons=list(report.reasons))
         return GateDecision(promote=passed, reasons=() if passed else tuple(report.reasons), metrics=report.metrics())
+
+    async def _publish_failure(self, version: ModelVersion, reason: str, *, training: int) -> None:
+        """Best effort: the failing-closed event of a gate that crashed (a failure to send is logged)."""
+        try:
+            seed = self.config.seed + version.version
+            report = _failed_report(self.auditor, None, training=training, control=0, seed=seed, reason=reason)
+            record = AuditRecord(
+                stream=self.stream,
+                model_version=version.version,
+                generator=version.generator,
+                audited_at=datetime.now(UTC),
+                audit_seconds=0.0,
+                event_id=stable_event_id(self.stream, version.version, "audit", "gate_failed"),
+                guarantee=EMPIRICAL_ONLY,
+                lineage=version.lineage,
+                report=report,
+            )
+            await self.producer.send(
+                self.topic, OutMessage(value=self.serde.encode(audit_event(record)), key=self.stream.encode())
+            )
+        except Exception as exc:  # the version stays rejected; say that its event is missing
+            self._log.error("audit.event_failed", version=version.version, error=type(exc).__name__)
 
     async def _guarantee_of(self, version: ModelVersion) -> PrivacyGuarantee:
         source = self.guarantee
@@ -181,13 +248,16 @@ def audit_event(record: AuditRecord) -> PrivacyAuditEvent:
         training_rows=report.training_rows,
         control_rows=report.control_rows,
         synthetic_rows=report.synthetic_rows,
+        leaks=report.leaks,
     )
 
 
-def _failed_report(auditor: Auditor, exc: Exception, *, training: int, control: int, seed: int) -> AuditReport:
+def _failed_report(
+    auditor: Auditor, exc: Exception | None, *, training: int, control: int, seed: int, reason: str | None = None
+) -> AuditReport:
     return AuditReport(
         verdict="fail",
-        reasons=[f"the audit could not run ({type(exc).__name__}): failing closed"],
+        reasons=[reason or f"the audit could not run ({type(exc).__name__}): failing closed"],
         attacks=[],
         attacks_requested=0,
         attacks_built=0,

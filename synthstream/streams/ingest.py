@@ -1,31 +1,51 @@
-"""The ingest stage: source micro-batch -> validate -> redact -> buffer and observers, bad -> dead letters.
+"""The ingest stage: source micro-batch -> validate -> redact -> encode -> buffer and observers.
 
 Per batch: every record is validated; rejected ones become dead-letter events carrying
-topic/partition/offset and the reason (never the payload); valid ones pass the redactor
-into the training buffer and to every :class:`BatchObserver` (windowed DP statistics,
-drift monitors, sequence state), which only ever see redacted records. The caller commits
-offsets only after :meth:`IngestStage.handle` returns, i.e. after the dead letters, the
-redacted records and the observers' outputs are acknowledged (at-least-once).
-Counts are conserved: records in = processed + dead letters.
+topic/partition/offset and the reason (never the payload); valid ones pass the redactor,
+are encoded for ``<stream>.redacted``, go into the training buffer and to every
+:class:`BatchObserver` (windowed DP statistics, drift monitors, sequence state), which only
+ever see redacted records. The caller commits offsets only after :meth:`IngestStage.handle`
+returns, i.e. after the dead letters, the redacted records and the observers' outputs are
+acknowledged (at-least-once).
+
+Per-record failure isolation. Every stage runs on the whole batch first (the fast path);
+when it raises, the batch is run again record by record and only the records that still
+raise are dead-lettered, with reason ``<stage>_failed`` (``validate_failed``,
+``redact_failed``, ``encode_failed``, ``observe_failed``) and the exception's type, never its
+message (it can quote the value). A record that fails to redact or encode goes no further;
+one an observer cannot take is dead-lettered for that observer only. Infrastructure failures
+(:func:`is_systemic`: the broker, the disk, the ledger, a refused configuration) are not a
+record's fault: they propagate, the batch is not committed and is read again.
+
+Counts are conserved: ``records_in = processed + dead_letters``, each source record counted
+once. ``dead_letters`` counts distinct records with a dead-letter event (from any stage,
+observers included: they report theirs through :meth:`IngestStage.report`, the one
+dead-letter path). ``processed`` counts the others: records every stage took. A valid record
+that an observer dead-letters later (the stats stage finds it late when its window closes)
+moves from ``processed`` to ``dead_letters``; it stays in ``<stream>.redacted`` and the
+buffer, which had taken it.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from synthstream.connectors.kafka import BatchSender, OutMessage
-from synthstream.errors import RecordRejected
+from synthstream.errors import BrokerError, ConfigError, RecordRejected, StateDirError
 from synthstream.log import get_logger
+from synthstream.privacy.ledger import LedgerError
 from synthstream.processors.buffer import TrainingBuffer
 from synthstream.processors.redactor import Redactor
 from synthstream.schemas.events import DeadLetterEvent, EventSerde, stable_event_id
 
 Record = dict[str, Any]
+#: Most dead-lettered record coordinates remembered, so a record is counted once.
+_DEAD_KEYS_KEPT = 100_000
 
 
 class SourceRecord(Protocol):
@@ -57,6 +77,23 @@ class SourceRecord(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """One source record for the dead-letter topic: where it came from, why, and which stage said so.
+
+    ``detail`` names fields, types and rules; never a value.
+    """
+
+    source: SourceRecord
+    reason: str
+    detail: str
+    stage: str
+
+
+#: Where a stage reports its dead letters: :meth:`IngestStage.report` (awaited: acknowledged on return).
+DeadLetterSink = Callable[[Sequence[Rejection]], Awaitable[None]]
+
+
 @runtime_checkable
 class BatchObserver(Protocol):
     """A downstream stage fed every redacted micro-batch, with timers and a clean shutdown.
@@ -65,6 +102,12 @@ class BatchObserver(Protocol):
     length) before the batch's offsets are committed, so whatever it produces is covered by
     at-least-once delivery. ``tick`` is called about every 50 ms for processing-time timers;
     ``close`` once at shutdown, to flush what is pending.
+
+    ``observe`` must be all-or-nothing: when it raises, it has kept nothing of the batch, so
+    the ingest stage can feed it the records one by one and dead-letter only those that still
+    raise (see the module docstring). An observer that dead-letters records itself implements
+    :class:`ReportsDeadLetters` and reports them; it never produces to the dead-letter topic
+    on its own, or the counts would miss them.
     """
 
     async def observe(self, records: Sequence[Record], sources: Sequence[SourceRecord]) -> None:
@@ -81,6 +124,47 @@ class BatchObserver(Protocol):
 
 
 @runtime_checkable
+class ReportsDeadLetters(Protocol):
+    """An observer that dead-letters records (late, in the future...): it is given the stage's sink.
+
+    The ingest stage binds its :meth:`IngestStage.report` at construction; the observer
+    awaits it with its rejections, from ``observe``, ``tick`` or ``close`` alike.
+    """
+
+    def bind_dead_letters(self, sink: DeadLetterSink) -> None:
+        """Route this observer's dead letters to ``sink``."""
+        ...
+
+
+#: Exceptions that are no record's fault: they propagate instead of dead-lettering records.
+_SYSTEMIC_TYPES: tuple[type[BaseException], ...] = (
+    OSError,  # disk full, read-only state dir, connections (ConnectionError, TimeoutError)
+    MemoryError,
+    BrokerError,
+    ConfigError,
+    StateDirError,
+    LedgerError,  # the privacy ledger cannot be read or written: fail closed, never skip records
+)
+_SYSTEMIC_MODULES = frozenset({"aiokafka", "kafka", "duckdb"})
+
+
+def is_systemic(exc: BaseException) -> bool:
+    """Whether ``exc`` is an infrastructure failure (broker, disk, ledger, configuration).
+
+    Such a failure would hit every record alike: dead-lettering them one by one would empty
+    the stream into the dead-letter topic. It propagates instead, and the uncommitted batch
+    is read again once the cause is fixed.
+    """
+    if isinstance(exc, _SYSTEMIC_TYPES):
+        return True
+    return type(exc).__module__.partition(".")[0] in _SYSTEMIC_MODULES
+
+
+def _key(rec: SourceRecord) -> tuple[str, int, int]:
+    return (rec.topic, rec.partition, rec.offset)
+
+
+@runtime_checkable
 class HoldsOffsets(Protocol):
     """An observer whose state would be lost in a crash: it names the offsets that must be re-read."""
 
@@ -91,7 +175,7 @@ class HoldsOffsets(Protocol):
 
 @dataclass
 class IngestCounters:
-    """Running totals of the ingest stage."""
+    """Running totals of the ingest stage (see the module docstring for what each counts)."""
 
     records_in: int = 0
     processed: int = 0
@@ -173,42 +257,190 @@ class IngestStage:
         self.counters = IngestCounters()
         self._idle_since: float | None = None
         self._log = get_logger("ingest", stream=stream)
+        # The batch in hand (records not yet counted) and the records already dead-lettered
+        # (bounded memory): a record is counted once, whichever stages reject it.
+        self._batch: Sequence[SourceRecord] | None = None
+        self._open: set[tuple[str, int, int]] | None = None
+        self._batch_dead: set[tuple[str, int, int]] = set()
+        self._dead_keys: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        for observer in self.observers:
+            if isinstance(observer, ReportsDeadLetters):
+                observer.bind_dead_letters(self.report)
 
     def __repr__(self) -> str:
         return f"IngestStage(stream={self.stream!r}, deadletter_topic={self.deadletter_topic!r})"
 
     async def handle(self, batch: Sequence[SourceRecord]) -> int:
-        """Process one micro-batch; return the number of valid records buffered."""
+        """Process one micro-batch; return the number of records every stage took so far.
+
+        Raises only on infrastructure failures (:func:`is_systemic`); a record that breaks a
+        stage is dead-lettered and the batch goes on.
+        """
+        self._batch, self._open, self._batch_dead = batch, None, set()
+        # Counted in on arrival: while the batch is in hand, in = processed + dead + in flight.
+        self.counters.records_in += len(batch)
+        done = False
+        try:
+            rejections: list[Rejection] = []
+            valid, sources = self._validate(batch, rejections)
+            redacted, sources = self._redact(valid, sources, rejections)
+            values, redacted, sources = self._encode(redacted, sources, rejections)
+            if rejections:
+                await self.report(rejections)
+            if self.redacted_topic is not None and redacted:
+                keys = [stable_event_id(r.topic, r.partition, r.offset).encode() for r in sources]
+                # Each redacted record keeps its source partition: per-partition order carries over.
+                messages = [
+                    OutMessage(value=v, key=k, partition=r.partition)
+                    for v, k, r in zip(values, keys, sources, strict=True)
+                ]
+                await self.producer.send_batch(self.redacted_topic, messages)
+            self.buffer.extend(redacted)
+            for observer in self.observers:
+                await self._observe(observer, redacted, sources)
+            self._observe_latency([r.timestamp for r in sources])
+            done = True
+        finally:
+            # On an infrastructure failure only the records already dead-lettered stay counted;
+            # the others are read again (the batch is not committed) and counted then.
+            taken = len(batch) - len(self._batch_dead)
+            if done:
+                self.counters.processed += taken
+            else:
+                self.counters.records_in -= taken
+            self._batch, self._open, self._batch_dead = None, None, set()
+        return taken if done else 0
+
+    async def report(self, rejections: Sequence[Rejection]) -> None:
+        """Dead-letter ``rejections`` (any stage, any time) and count each source record once.
+
+        A record of the batch in hand is counted as a dead letter instead of processed (once,
+        however many stages reject it); a record of an earlier batch (already counted
+        processed) moves from processed to dead letters, unless it was dead-lettered before.
+        Returns once the events are acknowledged.
+        """
+        messages: list[OutMessage] = []
+        for rejection in rejections:
+            key = _key(rejection.source)
+            if self._in_batch(key):
+                if key in self._batch_dead:
+                    continue
+                self._batch_dead.add(key)
+            elif key in self._dead_keys:
+                continue
+            else:
+                self.counters.processed -= 1
+            self._remember_dead(key)
+            self.counters.dead_letters += 1
+            messages.append(self._dead_letter(rejection))
+        if messages:
+            await self.producer.send_batch(self.deadletter_topic, messages)
+
+    # -- the stages, batch first, record by record on failure ---------------------------------
+
+    def _validate(
+        self, batch: Sequence[SourceRecord], rejections: list[Rejection]
+    ) -> tuple[list[Record], list[SourceRecord]]:
         valid: list[Record] = []
         sources: list[SourceRecord] = []
-        dead: list[OutMessage] = []
         validate = self.validator
         for rec in batch:
             try:
                 valid.append(validate(rec.value))
                 sources.append(rec)
             except RecordRejected as rejected:
-                dead.append(self._dead_letter(rec, rejected))
-        redacted = self.redactor.process(valid)
-        if dead:
-            await self.producer.send_batch(self.deadletter_topic, dead)
-        if self.redacted_topic is not None and self.encode_redacted is not None and redacted:
-            values = self.encode_redacted(redacted)
-            keys = [stable_event_id(r.topic, r.partition, r.offset).encode() for r in sources]
-            # Each redacted record keeps its source partition: per-partition order carries over.
-            messages = [
-                OutMessage(value=v, key=k, partition=r.partition) for v, k, r in zip(values, keys, sources, strict=True)
-            ]
-            await self.producer.send_batch(self.redacted_topic, messages)
-        self.buffer.extend(redacted)
-        for observer in self.observers:
-            await observer.observe(redacted, sources)
-        timestamps = [r.timestamp for r in sources]
-        self._observe_latency(timestamps)
-        self.counters.records_in += len(batch)
-        self.counters.processed += len(valid)
-        self.counters.dead_letters += len(dead)
-        return len(valid)
+                rejections.append(Rejection(rec, rejected.reason, rejected.detail, "validate"))
+            except Exception as exc:  # a validator bug on one value must not stop the stream
+                if is_systemic(exc):
+                    raise
+                rejections.append(self._failure(rec, "validate", exc))
+        return valid, sources
+
+    def _redact(
+        self, valid: list[Record], sources: list[SourceRecord], rejections: list[Rejection]
+    ) -> tuple[list[Record], list[SourceRecord]]:
+        try:
+            return self.redactor.process(valid), sources
+        except Exception as exc:
+            if is_systemic(exc):
+                raise
+        redacted: list[Record] = []
+        kept: list[SourceRecord] = []
+        for record, src in zip(valid, sources, strict=True):
+            try:
+                redacted.extend(self.redactor.process([record]))
+                kept.append(src)
+            except RecordRejected as rejected:
+                rejections.append(Rejection(src, rejected.reason, rejected.detail, "redact"))
+            except Exception as exc:
+                if is_systemic(exc):
+                    raise
+                rejections.append(self._failure(src, "redact", exc))
+        return redacted, kept
+
+    def _encode(
+        self, redacted: list[Record], sources: list[SourceRecord], rejections: list[Rejection]
+    ) -> tuple[list[bytes], list[Record], list[SourceRecord]]:
+        encode = self.encode_redacted
+        if encode is None or not redacted:
+            return [], redacted, sources
+        try:
+            return encode(redacted), redacted, sources
+        except Exception as exc:
+            if is_systemic(exc):
+                raise
+        values: list[bytes] = []
+        kept: list[Record] = []
+        kept_sources: list[SourceRecord] = []
+        for record, src in zip(redacted, sources, strict=True):
+            try:
+                values.extend(encode([record]))
+                kept.append(record)
+                kept_sources.append(src)
+            except Exception as exc:
+                if is_systemic(exc):
+                    raise
+                rejections.append(self._failure(src, "encode", exc))
+        return values, kept, kept_sources
+
+    async def _observe(self, observer: BatchObserver, records: list[Record], sources: list[SourceRecord]) -> None:
+        if not records:
+            await observer.observe(records, sources)
+            return
+        try:
+            await observer.observe(records, sources)
+            return
+        except Exception as exc:
+            if is_systemic(exc):
+                raise
+        stage = _observer_name(observer)
+        failed: list[Rejection] = []
+        for record, src in zip(records, sources, strict=True):
+            try:
+                await observer.observe([record], [src])
+            except Exception as exc:
+                if is_systemic(exc):
+                    raise
+                failed.append(self._failure(src, stage, exc))
+        if failed:
+            await self.report(failed)
+
+    def _failure(self, rec: SourceRecord, stage: str, exc: BaseException) -> Rejection:
+        """The rejection of a record ``stage`` raised on: reason ``<stage>_failed``, the exception type only."""
+        rejected = RecordRejected.from_exception(stage, exc)
+        return Rejection(rec, rejected.reason, rejected.detail, stage)
+
+    def _in_batch(self, key: tuple[str, int, int]) -> bool:
+        if self._batch is None:
+            return False
+        if self._open is None:  # built on the first rejection of a batch: the fast path never pays
+            self._open = {_key(r) for r in self._batch}
+        return key in self._open
+
+    def _remember_dead(self, key: tuple[str, int, int]) -> None:
+        self._dead_keys[key] = None
+        if len(self._dead_keys) > _DEAD_KEYS_KEPT:
+            self._dead_keys.popitem(last=False)
 
     def commit_floors(self) -> dict[tuple[str, int], int]:
         """The lowest offsets any observer still needs re-read after a crash (the commit stops there)."""
@@ -230,25 +462,31 @@ class IngestStage:
         """How long every poll of the source has come back empty (0 while records are flowing)."""
         return 0.0 if self._idle_since is None else time.monotonic() - self._idle_since
 
-    def _dead_letter(self, rec: SourceRecord, rejected: RecordRejected) -> OutMessage:
-        self.counters.by_reason[rejected.reason] += 1
+    def _dead_letter(self, rejection: Rejection) -> OutMessage:
+        rec = rejection.source
+        self.counters.by_reason[rejection.reason] += 1
         self._log.warning(
             "record.dead_lettered",
             topic=rec.topic,
             partition=rec.partition,
             offset=rec.offset,
-            reason=rejected.reason,
-            detail=rejected.detail,
+            stage=rejection.stage,
+            reason=rejection.reason,
+            detail=rejection.detail,
         )
+        # The validator's events keep their historical id; other stages' ids name the stage.
+        parts: tuple[object, ...] = (rec.topic, rec.partition, rec.offset)
+        if rejection.stage != "validate":
+            parts += (rejection.stage,)
         event = DeadLetterEvent(
-            event_id=stable_event_id(rec.topic, rec.partition, rec.offset),
+            event_id=stable_event_id(*parts),
             source_topic=rec.topic,
             partition=rec.partition,
             offset=rec.offset,
-            reason=rejected.reason,
-            detail=rejected.detail,
+            reason=rejection.reason,
+            detail=rejection.detail,
             payload_bytes=len(rec.value) if rec.value is not None else 0,
-            stage="validate",
+            stage=rejection.stage,
             occurred_at=datetime.now(UTC),
         )
         return OutMessage(value=self.deadletter_serde.encode(event), key=event.event_id.encode())
@@ -259,3 +497,12 @@ class IngestStage:
         now_ms = time.time() * 1000.0
         for ts in timestamps:
             self.latency.add(max(0.0, now_ms - ts) / 1000.0)
+
+
+def _observer_name(observer: BatchObserver) -> str:
+    """The stage name of an observer in dead-letter events: its ``stage_name``, else its class name."""
+    name = getattr(observer, "stage_name", None)
+    if isinstance(name, str) and name:
+        return name
+    cls = type(observer).__name__
+    return cls.removesuffix("Stage").lower() or "observer"

@@ -9,9 +9,11 @@ scrape shows exactly the counts the pipeline reports, with nothing counted twice
 Values the pipeline does not own (privacy budget, window lag of other stages) are set
 through :class:`PipelineMetrics`' setters.
 
-``GET /health`` answers JSON: whether the broker connection is up, whether the source
-consumer has partitions, the age of the last ingested batch and the promoted version;
-HTTP 200 when healthy, 503 otherwise.
+``GET /health`` answers JSON: whether the broker answers (a round trip within the last few
+seconds, from the pipeline's :class:`~synthstream.connectors.kafka.BrokerMonitor`), whether the
+input consumer has partitions, the age of the last ingested batch, the promoted version and
+what the run is doing (``activity``: e.g. waiting after a rejected version); HTTP 200 when
+healthy, 503 (``degraded``) otherwise.
 
 :class:`MetricsServer` is a batch observer: it starts its HTTP server (on the event loop,
 ``asyncio.start_server``; port 0 picks a free one) on the pipeline's first tick, notes
@@ -34,6 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from synthstream.log import get_logger
+from synthstream.privacy.ledger import LedgerError
 from synthstream.streams.drift import DriftStage
 
 if TYPE_CHECKING:
@@ -148,21 +151,31 @@ class PipelineMetrics:
     def health(self) -> dict[str, Any]:
         """The /health document."""
         p = self.pipeline
-        # aiokafka's Producer says whether it is connected; another sender (faust's) is taken as up.
-        connected = bool(getattr(self.producer, "started", self.producer is not None))
+        # The producer must be up, and the broker must have answered a round trip (metadata probe,
+        # acknowledged produce or commit) within the last few seconds: aiokafka's own flags stay
+        # "connected" for tens of seconds after a broker is gone. Another sender (faust's) is taken as up.
+        started = bool(getattr(self.producer, "started", self.producer is not None))
+        monitor = getattr(p, "monitor", None)
+        answering = monitor.connected if monitor is not None else True
+        connected = started and answering
         consuming = p.consuming.is_set()
         age = None if self.last_batch_at is None else time.monotonic() - self.last_batch_at
-        ok = connected and (consuming or not p.ingests)
-        return {
+        ok = connected and (consuming or not getattr(p, "consumes", p.ingests))
+        doc: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "stream": p.config.stream,
             "role": p.role,
             "broker_connected": connected,
+            "broker_unavailable_s": round(monitor.unavailable_for(), 1) if monitor is not None else 0.0,
             "consuming": consuming,
             "last_batch_age_s": None if age is None else round(age, 3),
             "promoted_version": self.promoted_version(),
             "checked_at": datetime.now(UTC).isoformat(),
         }
+        status = getattr(p, "status", None)
+        if status is not None:
+            doc["activity"] = status().activity
+        return doc
 
 
 def _counter(name: str, doc: str, labels: Sequence[str]) -> CounterMetricFamily:
@@ -342,14 +355,19 @@ class MetricsServer:
         stats = self.pipeline.stats
         if stats is None:
             return
-        spent, remaining = stats.budget_status()
+        try:
+            spent, remaining = stats.budget_status()
+            end_ms = stats.last_window_end_ms()
+        except LedgerError as exc:
+            # The gauges keep their last values; the stats stage refuses releases while the ledger fails.
+            self._log.warning("metrics.ledger_unreadable", error=str(exc))
+            return
         if stats.mechanism == "gaussian":
             self.metrics.set_privacy_budget(spent=spent.rho, remaining=remaining.rho, scope="stats", unit="rho")
         else:
             self.metrics.set_privacy_budget(
                 spent=spent.epsilon, remaining=remaining.epsilon, scope="stats", unit="epsilon"
             )
-        end_ms = stats.last_window_end_ms()
         if end_ms is not None:
             self.metrics.set_window_lag("stats", time.time() - end_ms / 1000)
 

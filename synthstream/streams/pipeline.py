@@ -8,9 +8,23 @@ fetch wait at 1.5 s. The targets (>=10,000 records/s on 2 cores, p99 < 250 ms, f
 the outputs are acknowledged, which aiokafka gives directly. The stages themselves are
 transport-free processors, so :mod:`synthstream.streams.faust_app` runs the same ones.
 
-Roles let the parts run as separate workers: ``ingest`` (validate, redact, dead-letter),
-``trainer`` (ingest into a buffer and retrain), ``publisher`` (synthetic feed from the
-registry), or ``all`` in one process.
+Roles let the parts run as separate workers, each output produced by exactly one of them:
+
+- ``ingest`` is the only role that reads the raw source topic: validate, redact, dead-letter,
+  publish ``<stream>.redacted``, PII findings and the windowed DP statistics;
+- ``trainer`` consumes ``<stream>.redacted`` (:class:`~synthstream.streams.redacted.RedactedStage`),
+  never the source: buffer, drift monitors, sequence state, retrain, audit, registry. A training
+  node never receives a raw record. With redaction disabled there is no redacted topic, and the
+  trainer refuses to start (the safe choice: a "redacted" topic carrying unredacted records
+  would be a lie other consumers rely on); run role ``all`` then;
+- ``publisher`` reads no records at all: it samples the registry's promoted version;
+- ``all`` does everything in one process.
+
+Broker loss: a :class:`~synthstream.connectors.kafka.BrokerMonitor` probes the cluster every
+second (``/health`` turns ``degraded`` within a few seconds); sends and commits retry with
+backoff, so the stages wait and resume when the broker returns (topics a memory-only broker
+forgot are re-created, schemas re-published); after ``unavailable_timeout_s`` the run ends
+with :class:`~synthstream.errors.BrokerUnavailableError`.
 """
 
 from __future__ import annotations
@@ -25,8 +39,12 @@ from typing import Any, Literal
 
 from synthstream.config import PipelineConfig
 from synthstream.connectors.files import read_table, records_from_frame
-from synthstream.connectors.kafka import BatchConsumer, BatchSender, Producer, ensure_topics
+from synthstream.connectors.kafka import BatchConsumer, BatchSender, BrokerMonitor, Producer
+from synthstream.connectors.registry import schema_store_for
 from synthstream.connectors.schema_topic import SchemaTopicReader, publish_schema
+from synthstream.connectors.statedir import check_state_dir
+from synthstream.connectors.topics import ensure_pipeline_topics
+from synthstream.errors import ConfigError, SynthstreamError
 from synthstream.log import get_logger
 from synthstream.models.registry import ModelRegistry
 from synthstream.privacy.ledger import PrivacyLedger
@@ -44,15 +62,17 @@ from synthstream.schemas.events import (
     StatsEvent,
 )
 from synthstream.schemas.record import RecordSchema
-from synthstream.schemas.serde import AvroRecordSerde, InMemorySchemaStore, JsonRecordSerde, SchemaStore
+from synthstream.schemas.serde import AvroRecordSerde, JsonRecordSerde, SchemaStore
 from synthstream.settings import KafkaSettings
 from synthstream.streams.audit import AuditGate
 from synthstream.streams.findings import FindingsReporter
 from synthstream.streams.ingest import BatchObserver, IngestCounters, IngestStage, LatencyTracker, SourceRecord
 from synthstream.streams.publisher import SyntheticPublisher
+from synthstream.streams.redacted import RedactedStage
 from synthstream.streams.sequence_publisher import SequencePublisher
 from synthstream.streams.sequence_trainer import SequenceScheduler
 from synthstream.streams.stats import StatsStage
+from synthstream.streams.status import RunStatus, run_status
 from synthstream.streams.trainer import RetrainScheduler, lineage_guarantee, training_executor
 
 Role = Literal["all", "ingest", "trainer", "publisher"]
@@ -95,8 +115,19 @@ class Pipeline:
         self.settings = settings
         self.schema = schema
         self.role = role
-        self.store = store or InMemorySchemaStore()
+        self.store = store or schema_store_for(config)  # the Schema Registry when schema_registry.url is set
+        # Fail on an unusable state directory (read-only, full, no permission) before anything writes.
+        check_state_dir(config.state_dir)
+        config.check_schema(schema)  # operator/type mismatches of every field, at once, before any record
         self.redactor = redactor if redactor is not None else self._default_redactor()
+        if role == "trainer" and not self.redactor.redacts:
+            raise ConfigError(
+                [
+                    f"role 'trainer' reads {config.redacted_topic}, which exists only when redaction is enabled; "
+                    "enable redaction (and run an ingest worker) or run role 'all'"
+                ],
+                f"pipeline {config.stream!r}",
+            )
         #: What leaves the redactor: the schema of the redacted topic, the buffer and the models.
         self.output_schema: RecordSchema = getattr(self.redactor, "output_schema", schema)
         self.findings: FindingsReporter | None = None
@@ -118,7 +149,11 @@ class Pipeline:
         self.stats: StatsStage | None = None
         self.gate: AuditGate | None = None
         self.latency = LatencyTracker()
-        self.stage: IngestStage | None = None
+        #: The input stage: ingest (raw source) or, in the trainer role, the redacted topic's reader.
+        self.stage: IngestStage | RedactedStage | None = None
+        #: Whether the broker answers (probed every second while running); /health reads it.
+        self.monitor = BrokerMonitor(settings)
+        self.consumer: BatchConsumer | None = None
         self.scheduler: RetrainScheduler | None = None
         self.publisher: SyntheticPublisher | None = None
         # Time series (issue 6): keyed state, a sequence model with its own registry, a sequence feed.
@@ -134,6 +169,9 @@ class Pipeline:
         self.first_synthetic_at: float | None = None
         #: Set once the source consumer has partitions assigned (the group join is done).
         self.consuming = asyncio.Event()
+        #: Source partitions with unread records (or an unknown end) after the last poll: they hold
+        #: the statistics' event-time watermark back (see processors/windows.py).
+        self.lagging_partitions: set[tuple[str, int]] = set()
         self._log = get_logger("pipeline", stream=config.stream, role=role)
 
     def __repr__(self) -> str:
@@ -154,14 +192,33 @@ class Pipeline:
             self.config.fields,
             self.schema,
             sample,
-            pseudonymizer=pseudonymizer_from_env(redaction),
+            pseudonymizer=pseudonymizer_from_env(redaction, self.config.state_dir / "redaction"),
             cache_dir=self.config.state_dir / "redaction",
         )
 
     @property
     def ingests(self) -> bool:
-        """Whether this role consumes the source topic."""
-        return self.role in ("all", "ingest", "trainer")
+        """Whether this role consumes the raw source topic (and runs the redactor): ``all`` and ``ingest`` only."""
+        return self.role in ("all", "ingest")
+
+    @property
+    def reads_redacted(self) -> bool:
+        """Whether this role consumes ``<stream>.redacted`` instead of the source (the trainer role)."""
+        return self.role == "trainer"
+
+    @property
+    def consumes(self) -> bool:
+        """Whether this role consumes a topic at all (the publisher role does not)."""
+        return self.ingests or self.reads_redacted
+
+    @property
+    def input_topic(self) -> str | None:
+        """The topic this role reads: the source, the redacted topic, or none."""
+        if self.ingests:
+            return self.config.source.topic
+        if self.reads_redacted:
+            return self.config.redacted_topic
+        return None
 
     @property
     def trains(self) -> bool:
@@ -217,33 +274,63 @@ class Pipeline:
         """Run until ``stop`` is set, ``until(self)`` holds, or the publisher reached its limit."""
         stop = stop or asyncio.Event()
         self.started_at = time.monotonic()
-        await ensure_topics(self.settings, self.output_topics())
+        # The trainer's input is created too, so it can start before the first ingest worker.
+        inputs = [self.config.redacted_topic] if self.reads_redacted else []
+        await ensure_pipeline_topics(self.settings, self.config, [*self.output_topics(), *inputs])
         executor = self._executor
         if self.trains and executor is None:
             executor = self._executor = training_executor()
-        producer = Producer(self.settings)
+        producer = Producer(self.settings, monitor=self.monitor)
         try:
             reader = SchemaTopicReader(self.settings, self.config.topics.schemas, self.store)
             await reader.refresh()
             await producer.start()
             self.build(producer, executor)
             await self.publish_schemas(producer)
+            self.monitor.on_restored.append(lambda: self._recreate(producer))
             await self._run_tasks(stop, until, reader)
+        except BaseExceptionGroup as group:
+            # One clear error instead of a task group's tree: the first of our own errors, if any.
+            ours = group.subgroup(lambda e: isinstance(e, SynthstreamError))
+            if ours is not None:
+                first: BaseException = ours
+                while isinstance(first, BaseExceptionGroup):
+                    first = first.exceptions[0]
+                raise first from None
+            raise
         finally:
-            if self.scheduler is not None:
-                await self.scheduler.wait_idle()
-            if self.sequence_scheduler is not None:
-                await self.sequence_scheduler.wait_idle()
-            if producer.started:
-                if self.findings is not None:
-                    await self.findings.tick(force=True)
-                for observer in self.observers:
-                    await observer.close()
-            await producer.stop()
-            if self._own_executor and executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
-                self._executor = None
+            await self._shutdown(producer, executor)
         return self.summary()
+
+    async def _shutdown(self, producer: Producer, executor: Executor | None) -> None:
+        """Wait for a running fit, flush the observers and the producer; bounded when the broker is gone."""
+        if self.scheduler is not None:
+            await self.scheduler.wait_idle()
+        if self.sequence_scheduler is not None:
+            await self.sequence_scheduler.wait_idle()
+        # With the broker away a flush would wait for it for the full retry deadline: give up after a few s.
+        # A fresh probe decides (the monitor's last answer may be stale after waiting for a fit).
+        answering = self.monitor.connected or await self.monitor.probe()
+        bound = None if answering else 5.0
+        if producer.started:
+            try:
+                async with asyncio.timeout(bound):
+                    if self.findings is not None:
+                        await self.findings.tick(force=True)
+                    for observer in self.observers:
+                        await observer.close()
+            except TimeoutError:
+                self._log.warning("pipeline.flush_abandoned", reason="broker unavailable", timeout_s=bound)
+        await producer.stop(timeout_s=bound)
+        await self.monitor.close()
+        if self._own_executor and executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    async def _recreate(self, producer: BatchSender) -> None:
+        """After a broker outage: re-create missing output topics and re-publish schemas (memory-only brokers)."""
+        await ensure_pipeline_topics(self.settings, self.config, self.output_topics())
+        await self.publish_schemas(producer)
 
     def build(self, producer: BatchSender, executor: Executor | None) -> None:
         """Create the stages of this role, producing through ``producer`` (aiokafka or faust)."""
@@ -251,6 +338,25 @@ class Pipeline:
         lifecycle_serde = EventSerde(ModelLifecycleEvent, self.store)
         encode_many = self._encoder()
         src = self.config.source
+        if self.reads_redacted:
+            # The trainer role: the redacted topic, decoded with the redacted output schema.
+            self.observers = self._build_observers(producer)
+            self.stage = RedactedStage(
+                decode=RecordValidator(
+                    self.output_schema,
+                    source_format=self.config.publisher.format,
+                    store=self.store,
+                    max_record_bytes=max(src.max_record_bytes, 16 * 1_048_576),
+                    extra_fields="drop",
+                ),
+                buffer=self.buffer,
+                producer=producer,
+                deadletter_topic=self.config.topics.deadletter,
+                deadletter_serde=deadletter_serde,
+                stream=self.config.stream,
+                latency=self.latency,
+                observers=self.observers,
+            )
         if self.ingests:
             validator = RecordValidator(
                 self.schema,
@@ -392,6 +498,8 @@ class Pipeline:
                 budget_serde=EventSerde(BudgetEvent, self.store),
                 deadletter_serde=EventSerde(DeadLetterEvent, self.store),
                 idle_seconds=self._source_idle_seconds,
+                lagging_partitions=lambda: self.lagging_partitions,
+                min_label_count=self.config.training.min_category_count,
             )
             observers.append(self.stats)
         if self.config.drift.enabled and self.trains:
@@ -453,7 +561,8 @@ class Pipeline:
         self, stop: asyncio.Event, until: Callable[[Pipeline], bool] | None, reader: SchemaTopicReader
     ) -> None:
         async with asyncio.TaskGroup() as group:
-            if self.ingests:
+            group.create_task(self.monitor.run(stop), name="broker-monitor")
+            if self.consumes:
                 group.create_task(self._ingest_loop(stop, reader), name="ingest")
             if self.publisher is not None:
                 group.create_task(self._publish(stop), name="publisher")
@@ -486,19 +595,38 @@ class Pipeline:
                 await asyncio.wait_for(stop.wait(), timeout=0.05)
 
     async def _ingest_loop(self, stop: asyncio.Event, reader: SchemaTopicReader) -> None:
-        assert self.stage is not None
+        assert self.stage is not None and self.input_topic is not None
         src = self.config.source
-        group = self.config.group_id + ("-trainer" if self.role == "trainer" else "")
+        group = self.config.group_id + ("-trainer" if self.reads_redacted else "")
         consumer = BatchConsumer(
-            self.settings, [src.topic], group_id=group, assign=src.assign_partitions, max_records=src.batch_size
+            self.settings,
+            [self.input_topic],
+            group_id=group,
+            assign=src.assign_partitions,
+            max_records=src.batch_size,
+            monitor=self.monitor,
         )
+        self.consumer = consumer  # tests and /health look at its topics and assignment
         await consumer.start()
+        outages_seen = self.monitor.outages
+        next_recovery = 0.0
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100)
                 if consumer.assignment():
                     self.consuming.set()
-                self.stage.mark_idle(not batch)
+                self.lagging_partitions = await consumer.lagging()
+                # Caught up means an empty poll with nothing left unread in any assigned partition.
+                self.stage.mark_idle(not batch and not self.lagging_partitions)
+                # The broker came back: positions past a partition's end (it lost its data) go back.
+                recover = not batch and self.monitor.outages != outages_seen and self.monitor.connected
+                if recover and time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + 1.0
+                    try:
+                        await consumer.recover_positions()
+                        outages_seen = self.monitor.outages
+                    except Exception as exc:  # e.g. the topic is not there yet: try again in a second
+                        self._log.debug("consumer.recovery_deferred", error=type(exc).__name__)
                 if not batch:
                     continue
                 if self.has_unknown_schema_ids(batch):
@@ -508,7 +636,7 @@ class Pipeline:
                 if self.scheduler is not None:
                     self.scheduler.maybe_start()
         finally:
-            await consumer.stop()
+            await consumer.stop(timeout_s=None if self.monitor.connected or await self.monitor.probe() else 5.0)
 
     def has_unknown_schema_ids(self, batch: Sequence[SourceRecord]) -> bool:
         """Whether a batch holds Confluent-framed values whose schema this process has not loaded."""
@@ -523,6 +651,10 @@ class Pipeline:
             ):
                 return True
         return False
+
+    def status(self) -> RunStatus:
+        """What the run is doing now, with its counts (the CLI's status line, /health's ``activity``)."""
+        return run_status(self)
 
     def summary(self) -> PipelineSummary:
         """The run's counts so far."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from synthstream.config import PublisherConfig
 from synthstream.connectors.kafka import BatchSender, OutMessage
+from synthstream.connectors.key_sequence import KeySequence
 from synthstream.connectors.replay import Pacer
 from synthstream.log import get_logger
 from synthstream.models.base import Generator
@@ -41,6 +42,7 @@ class SyntheticPublisher:
         config: PublisherConfig,
         stream: str,
         poll_interval_s: float = 0.1,
+        keys: KeySequence | None = None,
     ) -> None:
         self.registry = registry
         self.producer = producer
@@ -54,7 +56,9 @@ class SyntheticPublisher:
         self.done = asyncio.Event()
         self._model: Generator | None = None
         self._version: int | None = None
-        self._seq = 0
+        #: Record keys ``<stream>:v<version>:<instance>:<seq>``, unique across restarts and replicas;
+        #: by default reserved in the stream's model folder (shared by the replicas of a state directory).
+        self.keys = keys or KeySequence(registry.path / "publisher-keys", "synthetic")
         self._loading: tuple[int, asyncio.Task[Generator]] | None = None
         self._log = get_logger("publisher", stream=stream, topic=topic)
 
@@ -85,7 +89,6 @@ class SyntheticPublisher:
 
     def _use(self, version: int, model: Generator) -> None:
         previous, self._model, self._version = self._version, model, version
-        self._seq = 0
         self.versions_used.append(version)
         self._log.info("publisher.model_swapped", previous=previous, version=version)
 
@@ -116,9 +119,8 @@ class SyntheticPublisher:
         values = self.encode_many(rows)
         version = str(self._version).encode()
         headers = [(HEADER_SYNTHETIC, b"true"), (HEADER_MODEL_VERSION, version), (HEADER_STREAM, self.stream.encode())]
-        prefix = f"{self.stream}:v{self._version}:"
-        start = self._seq
-        self._seq += n
+        prefix = self.keys.prefix(self.stream, self._version)
+        start = self.keys.take(len(values), scope=f"v{self._version}")
         return [OutMessage(value=v, key=f"{prefix}{start + i}".encode(), headers=headers) for i, v in enumerate(values)]
 
 

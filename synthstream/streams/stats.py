@@ -4,12 +4,29 @@ Wiring only; the logic lives in :mod:`synthstream.processors.windows` (exact win
 aggregates, late records, contribution bounding), :mod:`synthstream.processors.dp_release`
 (noise per query) and :mod:`synthstream.privacy` (mechanisms, w-event allocation, ledger).
 
-Per closed window: the allocation decides the window's budget from what the previous w-1
-windows spent (read from the ledger), the window's queries are noised, and the release is
-committed to the ledger *before* it is published. A release that would exceed the budget is
-refused and a :class:`~synthstream.schemas.events.BudgetEvent` is published instead. A window
-whose release is already in the ledger (a restart re-reading uncommitted offsets) is
-re-published from the ledger, never noised twice.
+Per closed window: the allocation decides the window's budget from what the other windows of
+every run of w windows containing it spent (read from the ledger), the window's queries are
+noised, and the release is committed to the ledger *before* it is published. A release that
+would exceed the budget is refused and a :class:`~synthstream.schemas.events.BudgetEvent` is
+published instead. A window whose release is already in the ledger (a restart re-reading
+uncommitted offsets) is re-published from the ledger, never noised twice.
+
+Window completeness (every event-time window from the first to the last is released once, with
+its full count, across SIGTERM, SIGKILL, crashes and restarts):
+
+- offsets of records counted in a window that is not released yet are never committed
+  (:meth:`StatsStage.commit_floors`, honoured by every commit of the ingest loop), so after any
+  stop the window's records are read again;
+- shutdown releases nothing that is still open (a partial count); only windows the watermark
+  closed are released, in order, and each is published only after its ledger commit;
+- the last window of a finite stream is released on processing time: with the Kafka timestamp
+  once the source has been caught up for ``grace_s``, with a ``time_field`` after ``idle_flush_s``;
+- on start, re-read records of released (or refused) windows are dropped as redelivered; a
+  window below the newest released one that never was released is reopened, not skipped;
+  stored releases never acknowledged by the broker are published again (same event id, same
+  noisy values);
+- a ledger that cannot be read or written refuses the release (BudgetEvent, error line): the
+  window waits, uncommitted, and is retried; nothing is ever published un-ledgered.
 
 Domains: declared numeric bins and categorical values are used as given. Bins from DP
 quantiles and categorical domains learned with a DP threshold are computed once, on the
@@ -37,6 +54,7 @@ from synthstream.privacy.allocation import BudgetAllocation, make_allocation
 from synthstream.privacy.ledger import (
     BudgetExceeded,
     DomainRow,
+    LedgerError,
     NoisyMarginalRow,
     PrivacyLedger,
     Release,
@@ -54,12 +72,14 @@ from synthstream.schemas.events import (
     stable_event_id,
 )
 from synthstream.schemas.record import FieldRole, FieldType, RecordSchema
-from synthstream.streams.ingest import SourceRecord
+from synthstream.streams.ingest import DeadLetterSink, Rejection, SourceRecord
 
 __all__ = ["SCOPE", "StatsStage", "stats_budget", "stats_unit"]
 
 Record = dict[str, Any]
 SCOPE = "stats"
+#: Seconds between attempts to release a window while the ledger cannot be read or written.
+_LEDGER_RETRY_S = 5.0
 
 
 def stats_unit(config: StatsConfig) -> str:
@@ -97,6 +117,8 @@ class StatsStage:
         deadletter_serde: EventSerde[DeadLetterEvent],
         allocation: BudgetAllocation | None = None,
         idle_seconds: Callable[[], float] | None = None,
+        min_label_count: int = 5,
+        lagging_partitions: Callable[[], set[tuple[str, int]]] | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -111,6 +133,12 @@ class StatsStage:
         self.deadletter_serde = deadletter_serde
         self.allocation = allocation or make_allocation(config.allocation)
         self.idle_seconds = idle_seconds
+        #: Learned labels whose noisy count is below this are dropped (post-processing, no budget): a value
+        #: held by a handful of records never enters a released domain, the generators' or the stats'.
+        self.min_label_count = min_label_count
+        #: Source partitions that still hold unread records: they hold the watermark back.
+        self.lagging_partitions = lagging_partitions
+        self._report: DeadLetterSink | None = None
         self.unit = stats_unit(config)
         self.budget = stats_budget(config)
         self.mechanism = config.mechanism
@@ -128,7 +156,15 @@ class StatsStage:
         self._late_since_release = 0
         self._redelivered_since_release = 0
         self.aggregator: WindowAggregator | None = None
-        self._resumed_through = ledger.last_released_window(stream, SCOPE, self.unit)
+        # Windows already released or refused (a restart): their re-read records are redelivered, not late.
+        # Windows between them that never were (a gap) are reopened, never skipped.
+        done = ledger.released_windows(stream, SCOPE, self.unit) | ledger.refused_windows(stream, SCOPE, self.unit)
+        self._resumed_through = max(done) if done else None
+        self._missing = sorted(set(range(min(done), max(done))) - done) if done else []
+        #: Windows closed by the aggregator, waiting (in order) for the ledger; their offsets stay uncommitted.
+        self._unreleased: list[ClosedWindow] = []
+        self._ledger_retry_at = 0.0
+        self._ledger_refused: set[int] = set()
         if not self._pending:
             self.aggregator = self._make_aggregator(attributes)
         self._attributes = attributes
@@ -222,7 +258,7 @@ class StatsStage:
             max_per_entity=self.config.max_records_per_entity,
         )
         if self._resumed_through is not None:
-            aggregator.resume_after(self._resumed_through)
+            aggregator.resume_after(self._resumed_through, reopen=self._missing)
         return aggregator
 
     # -- BatchObserver ----------------------------------------------------------------------
@@ -250,37 +286,58 @@ class StatsStage:
         else:
             dead += await self._add([records[i] for i in keep], [sources[i] for i in keep], [times[i] for i in keep])
         if dead:
-            await self.producer.send_batch(self.deadletter_topic, dead)
+            await self._send_dead(dead)
         await self._close_due(now_ms=None)
 
     async def tick(self) -> None:
-        """Close windows whose end has passed in processing time, once the source is caught up.
+        """Close windows on processing time once the source is caught up; retry releases the ledger refused.
 
-        Only when event time is the Kafka timestamp, and only after the source consumer has been
-        caught up (every poll empty) for the grace period: while a backlog is being read the wall
-        clock is far ahead of the records' timestamps and must not close their windows early.
-        Without an ``idle_seconds`` probe (the faust engine) windows close on event time and at
-        shutdown only.
+        With the Kafka timestamp as event time: windows whose end has passed in processing time
+        close once the source consumer has been caught up (every poll empty) for the grace period
+        (while a backlog is read the wall clock is far ahead of the records' timestamps and must
+        not close their windows early). With a ``time_field``: every open window is released once
+        the source has been caught up for ``idle_flush_s`` (the last window of a finite stream or
+        a replay). Without an ``idle_seconds`` probe (the faust engine) windows close on event
+        time only.
         """
         if not self._started:
             await self._start()
-        idle = self.idle_seconds is not None and self.idle_seconds() >= self.config.grace_s
-        now_ms = self._now_ms() if self.config.time_field is None and idle else None
+        idle = self.idle_seconds() if self.idle_seconds is not None else 0.0
+        caught_up = self.idle_seconds is not None and idle >= self.config.grace_s
+        flush_after = self.config.idle_flush_s
+        flush = (
+            self.config.time_field is not None
+            and self.idle_seconds is not None
+            and flush_after is not None
+            and idle >= flush_after
+        )
+        now_ms = self._now_ms() if self.config.time_field is None and caught_up else None
         if self.aggregator is None:
-            if self._held and self._bootstrap_due(now_ms=now_ms):
+            if self._held and (flush or self._bootstrap_due(now_ms=now_ms)):
                 await self._bootstrap()
             return
-        if now_ms is not None:
-            await self._close_due(now_ms=now_ms)
+        if now_ms is not None or flush or self._unreleased:
+            await self._close_due(now_ms=now_ms, flush=flush)
 
     async def close(self) -> None:
-        """Release every open window (shutdown): their records are in, nothing is left unreleased."""
-        if self.aggregator is None and self._held:
-            await self._bootstrap()
+        """Shutdown (SIGTERM, end of run): release only windows that are complete, never an open one.
+
+        An open window's records are not committed (see :meth:`commit_floors`), so the next start
+        re-reads them and releases the window whole; releasing it now would publish a partial
+        count and make its remaining records look redelivered. Windows the watermark already
+        closed are complete: a last attempt is made to release those the ledger held back.
+        """
         async with self._lock:
-            if self.aggregator is not None:
-                for window in self.aggregator.close_due(flush=True):
-                    await self._release(window)
+            if self._unreleased:
+                self._ledger_retry_at = 0.0
+                await self._drain()
+        open_windows = self.aggregator.open_windows if self.aggregator is not None else sorted(self._held)
+        self._log.info(
+            "stats.stopped",
+            open_windows=len(open_windows),
+            unreleased=len(self._unreleased),
+            released=self.counters["windows_released"],
+        )
 
     # -- internals --------------------------------------------------------------------------
 
@@ -300,9 +357,9 @@ class StatsStage:
 
     async def _add(
         self, records: Sequence[Record], sources: Sequence[SourceRecord], times: Sequence[int]
-    ) -> list[OutMessage]:
+    ) -> list[Rejection]:
         assert self.aggregator is not None
-        result = self.aggregator.add(records, times)
+        result = self.aggregator.add(records, times, [(src.topic, src.partition) for src in sources])
         for window, positions in result.windows.items():
             floor = self._floors.setdefault(window, {})
             for pos in positions:
@@ -312,7 +369,7 @@ class StatsStage:
                     floor[key] = src.offset
         self.counters["counted"] += result.counted
         self.counters["dropped_by_bounding"] += result.dropped
-        dead: list[OutMessage] = []
+        dead: list[Rejection] = []
         for pos in result.late:
             window = self.aggregator.window_of(times[pos])
             if self._resumed_through is not None and window <= self._resumed_through:
@@ -327,7 +384,21 @@ class StatsStage:
                 )
         return dead
 
-    def _dead_letter(self, src: SourceRecord, reason: str, detail: str) -> OutMessage:
+    def bind_dead_letters(self, sink: DeadLetterSink) -> None:
+        """Report dead letters to ``sink`` (the ingest stage, which counts them) instead of producing them."""
+        self._report = sink
+
+    def _dead_letter(self, src: SourceRecord, reason: str, detail: str) -> Rejection:
+        return Rejection(src, reason, detail, "stats")
+
+    async def _send_dead(self, dead: list[Rejection]) -> None:
+        if self._report is not None:
+            await self._report(dead)
+        elif dead:  # standalone (no ingest stage bound): produce them here
+            await self.producer.send_batch(self.deadletter_topic, [self._dead_letter_message(r) for r in dead])
+
+    def _dead_letter_message(self, rejection: Rejection) -> OutMessage:
+        src, reason, detail = rejection.source, rejection.reason, rejection.detail
         event = DeadLetterEvent(
             event_id=stable_event_id(src.topic, src.partition, src.offset, "stats"),
             occurred_at=datetime.now(UTC),
@@ -342,22 +413,69 @@ class StatsStage:
         return OutMessage(value=self.deadletter_serde.encode(event), key=event.event_id.encode())
 
     async def _start(self) -> None:
-        """Re-publish the newest stored releases (a crash may have come between commit and publish)."""
+        """Re-publish every stored release never acknowledged (a crash between commit and publish).
+
+        Stable event ids (stream, scope, unit, window) let consumers drop a second copy; the copy
+        carries the stored noisy values, never fresh noise.
+        """
         self._started = True
         if self._resumed_through is None:
             return
-        first = self._resumed_through - self.config.w + 1
-        stored = await asyncio.to_thread(self.ledger.stored_windows, self.stream, SCOPE, self.unit, first)
+        try:
+            stored = await asyncio.to_thread(self.ledger.unpublished_windows, self.stream, SCOPE, self.unit)
+        except LedgerError as exc:
+            self._log.error("stats.ledger_unavailable", action="republish", error=str(exc))
+            return
         for payload in stored:
             await self._publish_payload(payload)
-        self._log.info("stats.resumed", last_released_window=self._resumed_through, republished=len(stored))
+            await self._mark_published(int(payload["window_index"]))
+        self._log.info(
+            "stats.resumed",
+            last_released_window=self._resumed_through,
+            republished=len(stored),
+            reopened=self._missing,
+        )
 
-    async def _close_due(self, now_ms: int | None) -> None:
+    async def _close_due(self, now_ms: int | None, *, flush: bool = False) -> None:
         async with self._lock:
             if self.aggregator is None:
                 return
-            for window in self.aggregator.close_due(now_ms):
-                await self._release(window)
+            if self.lagging_partitions is not None:
+                self.aggregator.hold(self.lagging_partitions())
+            self._unreleased.extend(self.aggregator.close_due(now_ms, flush=flush))
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Release the closed windows in order; a ledger failure refuses the release and keeps the window for later.
+
+        Fail closed: a window is published only after its release is committed to the ledger. While
+        the ledger cannot be read or written the window (and every window after it) waits, its
+        records stay uncommitted, a BudgetEvent and an error line say why, and the release is
+        retried every few seconds (and re-read after a restart).
+        """
+        while self._unreleased:
+            if time.monotonic() < self._ledger_retry_at:
+                return
+            window = self._unreleased[0]
+            try:
+                await self._release_window(window)
+            except LedgerError as exc:
+                self._ledger_retry_at = time.monotonic() + _LEDGER_RETRY_S
+                await self._ledger_unavailable(window.index, exc)
+                return
+            self._unreleased.pop(0)
+            self._floors.pop(window.index, None)
+            self._ledger_retry_at = 0.0
+
+    async def _ledger_unavailable(self, window_index: int, exc: LedgerError) -> None:
+        """Refuse a release because the ledger failed: one error line per attempt, one BudgetEvent per window."""
+        self.counters["ledger_errors"] += 1
+        self._log.error("stats.ledger_unavailable", window=window_index, error=str(exc), retry_in_s=_LEDGER_RETRY_S)
+        if window_index in self._ledger_refused:
+            return
+        self._ledger_refused.add(window_index)
+        refusal = BudgetExceeded(self.stream, SCOPE, self.unit, window_index, f"ledger unavailable: {exc}")
+        await self._publish_refusal(refusal, Spend(), tag="ledger_unavailable")
 
     # -- bootstrap --------------------------------------------------------------------------
 
@@ -372,18 +490,24 @@ class StatsStage:
         return mark >= (first + 1) * int(self.config.window_s * 1000)
 
     async def _bootstrap(self) -> None:
-        """Learn the pending bins/domains on the first window's records, with DP, charged to that window."""
+        """Learn the pending bins/domains on the first window's records, with DP, charged to that window.
+
+        A ledger failure refuses the bootstrap (nothing learned is used unrecorded): the records
+        stay held (and uncommitted) and it is retried a few seconds later.
+        """
         async with self._lock:
-            if self.aggregator is None and self._held:
-                await self._bootstrap_locked()
+            if self.aggregator is None and self._held and time.monotonic() >= self._ledger_retry_at:
+                try:
+                    await self._bootstrap_locked()
+                except LedgerError as exc:
+                    self._ledger_retry_at = time.monotonic() + _LEDGER_RETRY_S
+                    await self._ledger_unavailable(min(self._held), exc)
 
     async def _bootstrap_locked(self) -> None:
         first = min(self._held)
         rows = [rec for rec, _, _ in self._held[first]]
         rows = _bounded(rows, self.config.entity_field, self.config.max_records_per_entity)
-        previous = await asyncio.to_thread(
-            self.ledger.window_spend, self.stream, SCOPE, self.unit, first - self.config.w + 1, first - 1
-        )
+        previous = await asyncio.to_thread(self.ledger.other_spend, self.stream, SCOPE, self.unit, first, self.config.w)
         allowance = self.allocation.allocate(self.budget, self.config.w, previous)
         share = _part(allowance, self.mechanism) * self.config.bootstrap_share / len(self._pending)
         per_attr = Spend(rho=share) if self.mechanism == "gaussian" else Spend(epsilon=share)
@@ -419,12 +543,12 @@ class StatsStage:
         self._attributes = attributes
         self.aggregator = self._make_aggregator(attributes)
         held, self._held, self._held_count = self._held, {}, 0
-        dead: list[OutMessage] = []
+        dead: list[Rejection] = []
         for window in sorted(held):
             items = held[window]
             dead += await self._add([r for r, _, _ in items], [s for _, s, _ in items], [t for _, _, t in items])
         if dead:
-            await self.producer.send_batch(self.deadletter_topic, dead)
+            await self._send_dead(dead)
 
     def _learn_domains(self, rows: Sequence[Record], per_attr: Spend) -> tuple[list[Release], list[DomainRow]]:
         releases: list[Release] = []
@@ -460,27 +584,27 @@ class StatsStage:
                 released, spent = threshold_histogram(
                     counts, per_attr, threshold_delta, mechanism=self.mechanism, contributions=k
                 )
-                labels = tuple(sorted(released, key=lambda key: (-released[key], key))[:max_values])
+                kept = [key for key in released if released[key] >= self.min_label_count]
+                labels = tuple(sorted(kept, key=lambda key: (-released[key], key))[:max_values])
                 domains.append(DomainRow(name, "categorical", labels, None, "dp_threshold"))
                 releases.append(Release(f"bootstrap:domain:{name}", self.mechanism, spent, float(k)))
         return releases, domains
 
     # -- releases ---------------------------------------------------------------------------
 
-    async def _release(self, window: ClosedWindow) -> None:
-        """Release one closed window (or re-publish it, or refuse it); its records no longer need re-reading."""
-        try:
-            await self._release_window(window)
-        finally:
-            self._floors.pop(window.index, None)
-
     async def _release_window(self, window: ClosedWindow) -> None:
+        """Release one closed window (or re-publish its stored release, or refuse it for budget).
+
+        Raises :class:`LedgerError` when the ledger cannot be read or written: nothing was
+        published then (the caller refuses and retries).
+        """
         w = self.config.w
         stored, previous, own = await asyncio.to_thread(
             self.ledger.window_state, self.stream, SCOPE, self.unit, window.index, w
         )
         if stored is not None:
             await self._publish_payload(stored)
+            await self._mark_published(window.index)
             return
         allowance = self.allocation.allocate(self.budget, w, previous)
         left = _part(allowance, self.mechanism) - _part(own, self.mechanism)
@@ -527,12 +651,21 @@ class StatsStage:
             stored = await asyncio.to_thread(self.ledger.stored_window, self.stream, SCOPE, self.unit, window.index)
             if stored is not None:
                 await self._publish_payload(stored)
+                await self._mark_published(window.index)
             return
         self._late_since_release = 0
         self._redelivered_since_release = 0
         self._bootstrapped = []
         self.counters["windows_released"] += 1
         await self._publish_payload(payload)
+        await self._mark_published(window.index)
+
+    async def _mark_published(self, window_index: int) -> None:
+        """Note the acknowledged publish in the ledger; if that fails, a restart only publishes the window again."""
+        try:
+            await asyncio.to_thread(self.ledger.mark_published, self.stream, SCOPE, self.unit, window_index)
+        except LedgerError as exc:
+            self._log.warning("stats.publish_not_recorded", window=window_index, error=str(exc))
 
     def _event(self, window: ClosedWindow, release: WindowRelease) -> StatsEvent:
         cfg = self.config
@@ -602,10 +735,10 @@ class StatsStage:
         exc = BudgetExceeded(self.stream, SCOPE, self.unit, window.index, reason)
         await self._publish_refusal(exc, requested)
 
-    async def _publish_refusal(self, exc: BudgetExceeded, requested: Spend) -> None:
+    async def _publish_refusal(self, exc: BudgetExceeded, requested: Spend, *, tag: str = "refused") -> None:
         self._log.warning("stats.refused", window=exc.window_index, reason=exc.detail)
         event = BudgetEvent(
-            event_id=stable_event_id(self.stream, SCOPE, self.unit, exc.window_index, "refused"),
+            event_id=stable_event_id(self.stream, SCOPE, self.unit, exc.window_index, tag),
             occurred_at=datetime.now(UTC),
             stream=self.stream,
             scope=exc.scope,

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from synthstream.config import ModelPrivacyConfig, StatsConfig, TrainingConfig
 from synthstream.connectors.kafka import BatchSender, OutMessage
 from synthstream.errors import SynthstreamError
-from synthstream.log import get_logger
+from synthstream.log import configure_logging, get_logger, logging_settings
 from synthstream.models.base import Generator
 from synthstream.models.choice import GeneratorChoice, choose_generator, generator_options
 from synthstream.models.registry import Lineage, ModelRegistry, ModelVersion
@@ -83,11 +83,18 @@ def training_executor() -> ProcessPoolExecutor:
     executor = ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=exit_with_parent,
-        initargs=(os.getpid(),),
+        initializer=init_pool_worker,
+        initargs=(os.getpid(), logging_settings()),
     )
     executor.submit(warm_up)
     return executor
+
+
+def init_pool_worker(parent_pid: int, log_settings: dict[str, Any] | None) -> None:
+    """In a pool worker: log as the parent does (JSON lines stay JSON), and exit with the parent."""
+    if log_settings is not None:
+        configure_logging(**log_settings)
+    exit_with_parent(parent_pid)
 
 
 def exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
@@ -183,9 +190,12 @@ class RetrainScheduler(BackgroundFits):
         ledger: PrivacyLedger | None = None,
         stats: StatsConfig | None = None,
         progress_interval_s: float = 1.0,
+        stall_after_s: float = 300.0,
     ) -> None:
         if progress_interval_s <= 0:
             raise ValueError("progress_interval_s must be positive")
+        if stall_after_s <= 0:
+            raise ValueError("stall_after_s must be positive")
         self.config = config
         self.buffer = buffer
         self.registry = registry
@@ -200,6 +210,8 @@ class RetrainScheduler(BackgroundFits):
         self.ledger = ledger
         self.stats = stats
         self.progress_interval_s = progress_interval_s
+        #: A running fit that reports no progress for this long is announced as stalled (log + event).
+        self.stall_after_s = stall_after_s
         self.versions_trained = 0
         self.versions_rejected = 0
         self.fits_failed = 0
@@ -207,6 +219,10 @@ class RetrainScheduler(BackgroundFits):
         self.exhausted: str | None = None
         #: The running fit's progress: (reserved version, fraction, detail), or None when idle.
         self.progress: tuple[int, float, str] | None = None
+        #: The newest rejected version and why, until a later version is promoted (for the status line).
+        self.last_rejected: tuple[int, str] | None = None
+        #: Seconds the running fit has reported no progress, once past ``stall_after_s`` (else 0).
+        self.stalled_s = 0.0
         self._requested: str | None = None
         self._seen_at_last_fit = 0
         self._last_fit_at = time.monotonic()
@@ -231,6 +247,27 @@ class RetrainScheduler(BackgroundFits):
             self.config.every_records,
             self.config.every_seconds,
         )
+
+    def next_retry(self) -> tuple[int | None, float | None]:
+        """What the next fit waits for: (records still needed, seconds still to wait); None = trigger off."""
+        new = self.buffer.total_seen - self._seen_at_last_fit
+        records = None if self.config.every_records is None else max(0, self.config.every_records - new)
+        seconds = (
+            None
+            if self.config.every_seconds is None
+            else max(0.0, self.config.every_seconds - (time.monotonic() - self._last_fit_at))
+        )
+        return records, seconds
+
+    def retry_hint(self) -> str:
+        """Plain words for when the next fit comes, e.g. ``after 1200 more records or in 45 s``."""
+        records, seconds = self.next_retry()
+        parts = []
+        if records is not None:
+            parts.append(f"after {records} more records")
+        if seconds is not None:
+            parts.append(f"in {seconds:.0f} s (with new records)")
+        return " or ".join(parts) or "on request"
 
     def request(self, reason: str) -> None:
         """Ask for a retrain as soon as enough data is buffered (e.g. after a drift event)."""
@@ -371,9 +408,23 @@ class RetrainScheduler(BackgroundFits):
                 reason = "; ".join(decision.reasons) or "rejected by the promotion gate"
                 version = await asyncio.to_thread(self.registry.reject, version.version, reason)
                 self.versions_rejected += 1
+                self.last_rejected = (version.version, reason)
                 await self._announce(version, "rejected", reason=reason, metrics=decision.metrics)
-                self._log.warning("training.rejected", version=version.version, reasons=list(decision.reasons))
+                current = await asyncio.to_thread(self.registry.current)
+                still = f"v{current.version} keeps publishing" if current is not None else "nothing is published yet"
+                self._log.warning(
+                    "training.rejected",
+                    version=version.version,
+                    reasons=list(decision.reasons),
+                    publishing=f"v{current.version}" if current is not None else "nothing yet",
+                    retry=self.retry_hint(),
+                    message=(
+                        f"version {version.version} rejected by the promotion gate; {still}; "
+                        f"the next fit comes {self.retry_hint()}"
+                    ),
+                )
                 return version
+        self.last_rejected = None
         version = await asyncio.to_thread(self.registry.promote, version.version)
         await self._announce(version, "promoted")
         self._log.info(
@@ -389,7 +440,12 @@ class RetrainScheduler(BackgroundFits):
         if isinstance(exc, BudgetExceeded):
             self.exhausted = exc.detail
             reason = f"privacy budget exhausted: {exc.detail}"
-            self._log.warning("training.budget_exhausted", generator=generator, detail=exc.detail)
+            self._log.warning(
+                "training.budget_exhausted",
+                generator=generator,
+                detail=exc.detail,
+                message="the model privacy budget is spent: DP retraining stops; the promoted version keeps publishing",
+            )
         else:
             reason = f"{type(exc).__name__}: {exc}"
             self._log.error("training.failed", error=type(exc).__name__, message=str(exc))
@@ -407,10 +463,41 @@ class RetrainScheduler(BackgroundFits):
         )
 
     async def _watch_progress(self, number: int, generator: str, rows: int, seed: int, started: float) -> None:
-        """Publish the fit's progress reports as ``training_progress`` events (at most one per interval)."""
+        """Publish the fit's progress reports as ``training_progress`` events (at most one per interval).
+
+        A fit that reports nothing new for ``stall_after_s`` is announced once as stalled: a
+        ``training.stalled`` warning and a ``training_progress`` event whose reason says so.
+        """
         last: tuple[float, str] | None = None
+        changed_at = time.monotonic()
+        stall_announced = False
+        self.stalled_s = 0.0
         while True:
             await asyncio.sleep(min(0.25, self.progress_interval_s))
+            quiet = time.monotonic() - changed_at
+            if quiet >= self.stall_after_s:
+                self.stalled_s = quiet
+                if not stall_announced:
+                    stall_announced = True
+                    fraction_now = self.progress[1] if self.progress is not None else 0.0
+                    self._log.warning(
+                        "training.stalled",
+                        version=number,
+                        generator=generator,
+                        quiet_s=round(quiet, 1),
+                        message=f"the fit of v{number} reported no progress for {quiet:.0f} s",
+                    )
+                    await self._send(
+                        number,
+                        generator,
+                        "training_progress",
+                        rows=rows,
+                        seed=seed,
+                        seconds=time.monotonic() - started,
+                        reason=f"stalled: no progress report for {quiet:.0f} s",
+                        progress=fraction_now,
+                        tag="stalled",
+                    )
             report = await asyncio.to_thread(read_progress, self.registry.progress_path)
             if report is None or report.get("version") != number or report.get("status") is not None:
                 continue  # the scheduler's own start/end marks are not the generator's reports
@@ -419,6 +506,9 @@ class RetrainScheduler(BackgroundFits):
             if last is not None and (fraction, detail) == last:
                 continue
             last = (fraction, detail)
+            changed_at = time.monotonic()
+            stall_announced = False
+            self.stalled_s = 0.0
             await self._send(
                 number,
                 generator,

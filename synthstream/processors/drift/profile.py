@@ -3,10 +3,11 @@
 A :class:`TrainingProfile` summarises a set of records per field: numeric fields as
 quantile-bin counts (edges from the data, plus a null bin) with mean and standard
 deviation; categorical fields as category counts (the most frequent ``max_categories``
-that hold at least ``min_share`` of the rows, then ``other`` and null). It is small,
-JSON-serialisable and holds no record values beyond bin edges and category labels of
-redacted data (quasi-identifiers are generalised or pseudonymised upstream; rare
-categories fall into ``other``).
+that hold at least ``min_share`` of the rows and at least ``min_count`` records, then
+``other`` and null). It is small, JSON-serialisable and holds no record values beyond bin
+edges and category labels of redacted data; as defence in depth behind redaction, no label
+and no exact edge is a value fewer than ``min_count`` records hold (rare categories fall
+into ``other``; edges that are not such atoms are rounded to a coarse grid).
 
 The profile built from a version's training records is stored beside the model
 (``profile.json``, written by :class:`synthstream.streams.drift.ProfileHook`): it is what "the promoted model's training
@@ -17,6 +18,7 @@ of a stream, fixes the binning of the stream-drift and output-divergence monitor
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from synthstream.models.guards import DEFAULT_MIN_COUNT
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
 __all__ = [
@@ -134,16 +137,29 @@ class FieldProfile(BaseModel):
 
     @classmethod
     def build(
-        cls, spec: FieldSpec, column: Column, *, bins: int, max_categories: int, min_share: float
+        cls,
+        spec: FieldSpec,
+        column: Column,
+        *,
+        bins: int,
+        max_categories: int,
+        min_share: float,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> FieldProfile:
-        """Profile one field's ``column`` (from :func:`numeric_column` or :func:`categorical_column`)."""
+        """Profile one field's ``column`` (from :func:`numeric_column` or :func:`categorical_column`).
+
+        Nothing fewer than ``min_count`` records hold is stored: categories below it count as
+        other, and a bin edge is kept exactly only when it is a value ``min_count`` records hold
+        (an atom such as capital-gain's zeros); any other edge is rounded to a coarse grid
+        (:func:`_private_edges`), so a profile never holds one record's value (a real postcode).
+        """
         kind = _kind(spec)
         if kind is None:
             raise ValueError(f"field {spec.name!r} ({spec.role.value}) is not monitored for drift")
         if kind == "numeric":
             values = np.asarray(column, dtype=np.float64)
             present = values[~np.isnan(values)]
-            edges = _quantile_edges(present, bins)
+            edges = _private_edges(present, _quantile_edges(present, bins), min_count)
             counts = _numeric_histogram(values, edges)
             mean = float(present.mean()) if present.size else None
             std = float(present.std()) if present.size else None
@@ -160,7 +176,7 @@ class FieldProfile(BaseModel):
             else:
                 labelled[str(value)] += n
         total = sum(labelled.values()) + nulls
-        floor = min_share * total
+        floor = max(min_share * total, min_count)
         kept = [c for c, n in sorted(labelled.items(), key=lambda kv: (-kv[1], kv[0])) if n >= floor]
         kept = sorted(kept[:max_categories])
         index = {c: i for i, c in enumerate(kept)}
@@ -179,6 +195,26 @@ def _quantile_edges(present: FloatArray, bins: int) -> list[float]:
     low = present.min()
     edges = np.unique(np.where(edges <= low, np.nextafter(low, np.inf), edges))
     return [float(e) for e in edges]
+
+
+def _private_edges(present: FloatArray, edges: Sequence[float], min_count: int) -> list[float]:
+    """``edges`` with every edge not backed by ``min_count`` records rounded to a coarse grid.
+
+    An edge equal to a value held by at least ``min_count`` records (or just above such a
+    minimum, the atom bin) stays exact; every other edge is an interpolation of a few records'
+    values, so it is rounded to the power of ten just below a thousandth of the supported
+    spread (the 0.5 %-99.5 % range): postcodes spread over 1e8 round to multiples of 1e4.
+    """
+    if not edges or present.size == 0:
+        return list(edges)
+    values, counts = np.unique(present, return_counts=True)
+    backed = set(values[counts >= min_count].tolist())
+    backed |= {float(np.nextafter(v, np.inf)) for v in backed}
+    lo, hi = np.quantile(present, [0.005, 0.995])
+    spread = float(hi - lo) or float(values[-1] - values[0])
+    step = 10.0 ** math.floor(math.log10(spread / 1000.0)) if spread > 0 else 1.0
+    out = [e if e in backed else float(np.round(e / step) * step) for e in edges]
+    return sorted(set(out))
 
 
 def _numeric_histogram(values: FloatArray, edges: Sequence[float]) -> IntArray:
@@ -221,6 +257,7 @@ class TrainingProfile(BaseModel):
         bins: int = 10,
         max_categories: int = 50,
         min_share: float = 0.005,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> TrainingProfile:
         """Profile ``records`` on the monitored fields of ``schema`` (all of them when ``fields`` is None)."""
         specs = drift_fields(schema, fields)
@@ -240,6 +277,7 @@ class TrainingProfile(BaseModel):
             bins=bins,
             max_categories=max_categories,
             min_share=min_share,
+            min_count=min_count,
         )
 
     @classmethod
@@ -253,6 +291,7 @@ class TrainingProfile(BaseModel):
         bins: int = 10,
         max_categories: int = 50,
         min_share: float = 0.005,
+        min_count: int = DEFAULT_MIN_COUNT,
     ) -> TrainingProfile:
         """Profile columns already extracted (numeric arrays, category counts) for the fields ``specs``."""
         if bins < 2:
@@ -263,7 +302,12 @@ class TrainingProfile(BaseModel):
             raise ValueError("min_share must be in [0, 1)")
         profiles = {
             spec.name: FieldProfile.build(
-                spec, columns[spec.name], bins=bins, max_categories=max_categories, min_share=min_share
+                spec,
+                columns[spec.name],
+                bins=bins,
+                max_categories=max_categories,
+                min_share=min_share,
+                min_count=min_count,
             )
             for spec in specs
             if spec.name in columns

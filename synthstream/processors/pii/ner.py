@@ -27,13 +27,15 @@ import importlib.util
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synthstream.errors import ConfigError
 from synthstream.processors.pii.types import Entity, Finding
 
 if TYPE_CHECKING:
     from spacy.language import Language
+
+    from synthstream.processors.pii.names import NameMatcher
 
 Scanner = Callable[[str], list[Finding]]
 
@@ -96,6 +98,16 @@ CUES: tuple[str, ...] = (
 )
 """Cheap rule-based cues on top of NER (all on by default; see the module docstring)."""
 
+PT_CUES: tuple[str, ...] = ("pt_names",)
+"""Portuguese cues (off by default; the redactor adds them for ``language: pt`` or ``locale: pt_BR``):
+``pt_names`` finds person names with :class:`synthstream.processors.pii.names.NameMatcher`
+(lexicon, capitalised runs with particles, context words such as ``Cliente``/``Sr.``) and grows
+every PERSON finding, the English model's included, over the whole capitalised run around it,
+so no token of a Portuguese name survives (``<LOCATION> Tavares``)."""
+
+#: Texts this short, lower case after the first letter and without digits are categories (``electrician``): no NER.
+_CATEGORY_WORDS = 4
+
 _STREET_WORDS = (
     r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
     r"Parkway|Pkwy|Highway|Hwy|Square|Sq|Circle|Cir|Trail|Trl|Crescent|Close|Alley|Row|Walk|Plaza|"
@@ -146,7 +158,7 @@ _PHONE_CONTEXT = re.compile(
 _BARE_NUMBER = re.compile(r"[\d \t().+-]+")
 _NUMERIC_DATE = re.compile(
     r"(?<![\w/.-])(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
-    r"|\d{1,2}/\d{1,2}/(?:\d{4}|\d{2}))(?![\w/.-])"
+    r"|\d{1,2}/\d{1,2}/(?:\d{4}|\d{2}))(?![\w/]|[.-]\d)"
 )
 _YEAR = re.compile(r"(?:1[5-9]|20)\d\d(?:s)?")
 _DATE_WORDS = re.compile(
@@ -327,9 +339,9 @@ class TextAnalyzer:
         ):
             problems.append(f"score_threshold must be a number in [0, 1], got {score_threshold!r}")
         chosen_cues = CUES if cues is None else tuple(dict.fromkeys(str(c) for c in cues))
-        unknown_cues = sorted(set(chosen_cues) - set(CUES))
+        unknown_cues = sorted(set(chosen_cues) - set(CUES) - set(PT_CUES))
         if unknown_cues:
-            problems.append(f"unknown cues {unknown_cues}; known: {list(CUES)}")
+            problems.append(f"unknown cues {unknown_cues}; known: {list(CUES + PT_CUES)}")
         if nlp is not None and "ner" not in getattr(nlp, "pipe_names", ()):
             problems.append("nlp must be a spaCy pipeline with an 'ner' component")
         lang = str(getattr(nlp, "lang", "en")) if nlp is not None else "en"
@@ -361,6 +373,11 @@ class TextAnalyzer:
             scan_for = [e for e in scanner_entities if e in wanted]
             scanner = TextScanner(scan_for).scan if scan_for else _no_findings
         self.scanner: Scanner = scanner
+        self._names: NameMatcher | None = None
+        if "pt_names" in chosen_cues and Entity.PERSON.value in wanted:
+            from synthstream.processors.pii.names import default_matcher
+
+            self._names = default_matcher()
 
     def __repr__(self) -> str:
         return (
@@ -377,9 +394,13 @@ class TextAnalyzer:
     def analyze_batch(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Findings per text, in input order; spaCy runs once per micro-batch of ``batch_size``."""
         out: list[list[Finding]] = []
-        for doc, text in zip(self.nlp.pipe(texts, batch_size=self.batch_size), texts, strict=True):
+        prose = [i for i, t in enumerate(texts) if not _is_category(t)]
+        docs: list[Any] = [None] * len(texts)
+        for i, doc in zip(prose, self.nlp.pipe([texts[i] for i in prose], batch_size=self.batch_size), strict=True):
+            docs[i] = doc
+        for doc, text in zip(docs, texts, strict=True):
             found: list[Finding] = []
-            for ent in doc.ents:
+            for ent in doc.ents if doc is not None else ():
                 entity = self._labels.get(ent.label_)
                 if entity is None:
                     continue
@@ -391,6 +412,9 @@ class TextAnalyzer:
             found.extend(f for f in self.scanner(text) if f.entity_type in self.entities)
             if self.cues:
                 found.extend(self._cue_findings(text))
+            if self._names is not None:
+                found.extend(self._names.find(text))
+                found = self._names.extend(text, found)
             merged = merge_findings(f for f in found if f.score >= self.score_threshold)
             out.append(merged)
         return out
@@ -441,6 +465,20 @@ class TextAnalyzer:
                 if 0 < int(m.group(group)) < 125:
                     found.append(Finding(AGE, m.start(group), m.end(group), 0.7, "age"))
         return found
+
+
+def _is_category(text: str) -> bool:
+    """A short value without digits, lower case after its first letter (``electrician``, ``Engenheiro civil``).
+
+    Such values skip the NER model (which tags lone lower-case job titles as PERSON/ORG); the
+    pattern scanner and the cues still run on them.
+    """
+    words = text.split()
+    return (
+        len(words) <= _CATEGORY_WORDS
+        and not any(c.isupper() or c.isdigit() for c in text[1:])
+        and (not text[:1].isdigit())
+    )
 
 
 def _no_findings(_: str) -> list[Finding]:

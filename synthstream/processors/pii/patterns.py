@@ -48,7 +48,10 @@ class _Rule:
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _CPF = r"\d{3}\.\d{3}\.\d{3}-\d{2}"
 _CNPJ = r"[0-9A-Z]{2}\.[0-9A-Z]{3}\.[0-9A-Z]{3}/[0-9A-Z]{4}-\d{2}"
-_BR_PHONE = r"(?:\+55[\s-]?)?\(\d{2}\)\s?9?\d{4}[-\s]?\d{4}|\+55[\s-]?\d{2}[\s-]?9?\d{4}[-\s]?\d{4}"
+_BR_PHONE = (
+    r"(?:\+55[\s-]?)?\(\d{2}\)\s?\d{4,5}[-\s]?\d{4}|\+55[\s-]?\d{2}[\s-]?\d{4,5}[-\s]?\d{4}"
+    r"|(?<!\d)[1-9]{2}[\s-]\d{4,5}-\d{4}"
+)
 _PHONE = (
     r"(?:\+1[\s.-]?)?\(\d{3}\)[\s.-]?\d{3}[\s.-]\d{4}"
     r"|(?:\+1[\s.-]?)?\d{3}[.-]\d{3}[.-]\d{4}"
@@ -61,6 +64,12 @@ _IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"
 _IPV6 = r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"  # candidates; ipaddress validates
 _CEP = r"\d{5}-\d{3}"
 _URL = r"https?://[^\s<>\"']+|www\.[^\s<>\"']+"
+#: Calendar dates written with numbers: ISO ``2021-04-03`` and day-first ``03/04/2021`` (also ``-``/``.``).
+_DATE = (
+    r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+    r"|(?:0?[1-9]|[12]\d|3[01])([/.-])(?:0?[1-9]|1[0-2])\1(?:1[89]|20)\d\d"
+    r"|(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:1[89]|20)\d\d"
+)
 
 #: Raw patterns of the Brazilian identifiers, shared with the Presidio recognizers.
 BR_PATTERNS: dict[str, str] = {"BR_CPF": _CPF, "BR_CNPJ": _CNPJ, "BR_PHONE": _BR_PHONE, "BR_CEP": _CEP}
@@ -82,6 +91,7 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(Entity.IP_ADDRESS, re.compile(rf"(?<![\w.]){_IPV4}(?![\w.])|(?<![\w:]){_IPV6}(?![\w:])"), 0.9, _ip_ok),
     _Rule(Entity.BR_CEP, re.compile(rf"(?<![\w-]){_CEP}(?![\w-])"), 0.6),
     _Rule(Entity.URL, re.compile(_URL), 0.6),
+    _Rule(Entity.DATE_TIME, re.compile(rf"(?<![\w/.-])(?:{_DATE})(?![\w/]|[.-]\d)"), 0.85),
 )
 SUPPORTED: tuple[str, ...] = tuple(
     dict.fromkeys(r.entity.value if isinstance(r.entity, Entity) else r.entity for r in _RULES)

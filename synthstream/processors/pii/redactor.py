@@ -26,10 +26,12 @@ from synthstream.log import get_logger
 from synthstream.processors.pii.operators import (
     Locale,
     Pseudonymizer,
+    check_recorded_key,
     fake_function,
     generalize_function,
     key_from_env,
     mask_function,
+    operator_problem,
     output_type,
 )
 from synthstream.processors.pii.plan import FieldDetection, default_operator, detect_fields
@@ -42,8 +44,10 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 Transform = Callable[[Any], Any]
-OPERATORS = ("keep", "drop", "mask", "pseudonymize", "fake", "generalize", "scan")
-_NEEDS_KEY = {"pseudonymize", "fake"}
+OPERATORS = ("keep", "drop", "mask", "pseudonymize", "fake", "generalize", "scan", "scan_values")
+_NEEDS_KEY = {"pseudonymize", "fake", "scan_values"}
+#: Version of the detection rules; part of the plan cache key so that better detection re-plans.
+PLAN_VERSION = 2
 _log = get_logger("redactor")
 
 _FIRST_NAME_HINTS = ("first", "given", "forename", "prenome", "primeiro")
@@ -64,6 +68,7 @@ class FieldPlan:
     operator: str
     source: str
     generalize: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,16 +107,18 @@ def build_plan(
         entity = override.entity if override and override.entity else detection.entity
         source = "config" if override and (override.entity or override.redact != "auto") else detection.source
         operator: str
+        reason = detection.reason
         if override and override.redact != "auto":
             operator = override.redact
-        elif spec.role == FieldRole.FREE_TEXT:
-            operator = "scan"
+            reason = f"config: redact={override.redact} set for this field" + (f" ({reason})" if reason else "")
         else:
             operator = default_operator(FieldDetection(spec.name, entity, detection.source, detection.share), spec)
+            if override and override.entity:
+                reason = f"config: entity={override.entity} set for this field"
         kind = (override.generalize if override else None) or (
             _DEFAULT_GENERALIZE.get(entity or "", "year") if operator == "generalize" else None
         )
-        plans.append(FieldPlan(spec.name, entity, operator, source, kind))
+        plans.append(FieldPlan(spec.name, entity, operator, source, kind, reason))
     return RedactionPlan(schema.fingerprint(), tuple(plans))
 
 
@@ -123,10 +130,12 @@ def cached_plan(
 ) -> RedactionPlan:
     """The plan for this schema version: from the cache when present, else built and cached.
 
-    The cache key is the schema fingerprint plus the overrides, so a config change re-plans.
+    The cache key is the schema fingerprint plus the overrides and :data:`PLAN_VERSION`, so a
+    config change or a new detector re-plans.
     """
     plan_overrides = {k: v.model_dump() for k, v in sorted((overrides or {}).items())}
-    digest = hashlib.sha256(json.dumps(plan_overrides, sort_keys=True).encode()).hexdigest()[:8]
+    keyed = {"detector": PLAN_VERSION, "overrides": plan_overrides}
+    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:8]
     key = f"{schema.fingerprint()[:16]}-{digest}"
     path = cache_dir / f"plan-{key}.json" if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -171,6 +180,13 @@ class PiiRedactor:
         scan_fields = [f.field for f in plan.fields if f.operator == "scan"]
         if scan_fields and text_analyzer is None:
             problems.append(f"fields {scan_fields} are free text and need a text analyzer (NER)")
+        # Operator/type mismatches (generalize: band on a string...), every field at once, before any record.
+        for spec in schema.fields:
+            planned = by_name.get(spec.name)
+            if planned is not None and planned.operator in OPERATORS:
+                mismatch = operator_problem(planned.operator, spec.type, planned.generalize)
+                if mismatch is not None:
+                    problems.append(f"{spec.name}: {mismatch}")
         if problems:
             raise ConfigError(problems, "redaction plan")
         self.schema = schema
@@ -181,17 +197,17 @@ class PiiRedactor:
         self._steps: list[tuple[str, Transform | None]] = []
         self._counted: list[tuple[str, str, str]] = []
         self._scan: list[str] = scan_fields
+        self.findings: Counter[tuple[str, str, str]] = Counter()
         out_fields: list[FieldSpec] = []
         for spec in schema.fields:
             fp = by_name[spec.name]
             if fp.operator == "drop":
                 continue
             self._steps.append((spec.name, self._compile(spec, fp)))
-            if fp.entity and fp.operator not in ("keep", "scan"):
+            if fp.entity and fp.operator not in ("keep", "scan", "scan_values"):
                 self._counted.append((spec.name, fp.entity, fp.operator))
             out_fields.append(_output_spec(spec, fp))
         self.output_schema = schema.model_copy(update={"fields": tuple(out_fields)})
-        self.findings: Counter[tuple[str, str, str]] = Counter()
 
     def __repr__(self) -> str:
         ops = Counter(f.operator for f in self.plan.fields)
@@ -204,14 +220,60 @@ class PiiRedactor:
         if fp.operator == "mask":
             return mask_function()
         if fp.operator == "generalize":
-            return generalize_function(fp.generalize or "year", field_type=spec.type)  # type: ignore[arg-type]  # checked by config
+            width = 8 if fp.entity == Entity.BR_CEP.value else None
+            return generalize_function(fp.generalize or "year", field_type=spec.type, digits=width)  # type: ignore[arg-type]  # checked by config
         assert self._pseudonymizer is not None
+        if fp.operator == "scan_values":
+            return self._scan_values(spec)
         if fp.operator == "pseudonymize":
             pseudonymize = self._pseudonymizer
             return lambda value: None if value is None else pseudonymize(str(value))
         return fake_function(
             fp.entity or "", self.locale, self._pseudonymizer, spec.type, variant=_name_variant(spec.name)
         )
+
+    def _scan_values(self, spec: FieldSpec) -> Transform:
+        """Per-value redaction of a mixed field: only values recognised as PII are replaced.
+
+        Each value goes through :func:`classify_field_value` (check digits, formats, full
+        names, dates); CPF/CNPJ/cards/IBAN/SSN get a keyed pseudonym, names/e-mails/phones a
+        seeded fake, CEPs and dates are generalized, IPs masked; other values (``LOTE-123``)
+        are kept, as strings when the field was numeric.
+        """
+        from synthstream.processors.pii.plan import AUTO_OPERATORS, classify_field_value
+
+        assert self._pseudonymizer is not None
+        pseudonymizer = self._pseudonymizer
+        findings = self.findings
+        name = spec.name
+        as_text = spec.type != FieldType.STRING
+        transforms: dict[str, Transform] = {}
+
+        def transform_for(entity: str) -> Transform:
+            operator = AUTO_OPERATORS.get(entity, "pseudonymize")
+            if operator == "fake":
+                fn = fake_function(entity, self.locale, pseudonymizer, FieldType.STRING)
+            elif operator == "generalize":
+                kind = _DEFAULT_GENERALIZE.get(entity, "year")
+                fn = generalize_function(kind, field_type=FieldType.STRING)  # type: ignore[arg-type]  # known kinds
+            elif operator == "mask":
+                fn = mask_function()
+            else:
+                fn = lambda value: pseudonymizer(str(value))  # noqa: E731
+            transforms[entity] = fn
+            return fn
+
+        def scan_value(value: Any) -> Any:
+            if value is None:
+                return None
+            entity = classify_field_value(value)
+            if entity is None:
+                return str(value) if as_text else value
+            findings[(name, entity, "scan_values")] += 1
+            text = value if isinstance(value, str) else str(value)
+            return (transforms.get(entity) or transform_for(entity))(text)
+
+        return scan_value
 
     def process(self, records: Sequence[Record]) -> list[Record]:
         """Return redacted copies of ``records`` (inputs are not modified)."""
@@ -260,27 +322,65 @@ def _name_variant(field: str) -> str:
 
 
 def _output_spec(spec: FieldSpec, fp: FieldPlan) -> FieldSpec:
+    if fp.operator == "scan_values":
+        # Replacements are strings (pseudonyms, fakes): a numeric field scanned per value becomes one.
+        if spec.type == FieldType.STRING:
+            return spec
+        return spec.model_copy(update={"type": FieldType.STRING, "role": FieldRole.IDENTIFIER})
     new_type = output_type(fp.operator, spec.type) if fp.operator not in ("keep", "scan") else spec.type
     role = spec.role
     if fp.operator in ("pseudonymize", "mask") and new_type == FieldType.STRING:
         role = FieldRole.IDENTIFIER
+    elif fp.operator == "fake" and role == FieldRole.FREE_TEXT:
+        # A field whose values were recognised as one entity (names, phones, e-mails) and replaced by
+        # fakes is no longer free text: the generators model it as a category (k-thresholded), not as words.
+        role = FieldRole.CATEGORICAL
     return spec.model_copy(update={"type": new_type, "role": role})
 
 
-def pseudonymizer_from_env(config: RedactionConfig) -> Pseudonymizer | None:
+def pseudonymizer_from_env(config: RedactionConfig, key_dir: Path | None = None) -> Pseudonymizer | None:
     """The keyed pseudonymizer from the configured variable; a random key only if allowed.
 
     Read once, at the entry point. Returns None when the variable is unset and ephemeral keys
-    are off: plans that need a key then fail with a clear error.
+    are off: plans that need a key then fail with a clear error. With ``key_dir`` (the
+    state directory's ``redaction`` folder) the key's id is compared with the recorded one: a
+    changed key is refused unless ``config.rotate_key`` (see ``check_recorded_key``).
     """
     if os.environ.get(config.key_env):
         key, key_id = key_from_env(config.key_env)
+        if key_dir is not None:
+            previous = check_recorded_key(key_dir, key_id, rotate=config.rotate_key)
+            if previous is not None:
+                _log.warning("redaction.key_rotated", previous_key_id=previous, key_id=key_id)
         return Pseudonymizer(key, key_id)
     if config.ephemeral_key:
         _log.warning("redaction.ephemeral_key", detail="pseudonyms and fakes will differ after a restart")
         key = secrets.token_bytes(32)
         return Pseudonymizer(key, "eph" + secrets.token_hex(3))
     return None
+
+
+def text_analyzer_for(config: RedactionConfig) -> TextAnalyzer:
+    """The free-text analyzer for a configuration: spaCy NER + recognizers, plus Portuguese cues.
+
+    With ``language: pt`` or ``locale: pt_BR`` the Portuguese cues (:data:`ner.PT_CUES`: the
+    person-name lexicon and rules, names grown over whole capitalised runs) are added. When no
+    ``pt_core_news_*`` pipeline is installed (none is on the package index here) the English
+    pipeline's NER runs under those cues.
+    """
+    from synthstream.processors.pii.ner import CUES, PT_CUES, TextAnalyzer, load_nlp
+    from synthstream.processors.pii.patterns import TextScanner
+
+    portuguese = config.language == "pt" or config.locale == "pt_BR"
+    try:
+        nlp = load_nlp(config.language)
+    except ConfigError:
+        if config.language != "pt":
+            raise
+        _log.info("redaction.ner_fallback", detail="no Portuguese spaCy pipeline; English NER plus Portuguese cues")
+        nlp = load_nlp("en")
+    cues = CUES + PT_CUES if portuguese else CUES
+    return TextAnalyzer(nlp, scanner=TextScanner().scan, cues=cues)
 
 
 def make_redactor(
@@ -298,10 +398,11 @@ def make_redactor(
     plan = cached_plan(cache_dir, schema, sample, overrides)
     analyzer = None
     if any(f.operator == "scan" for f in plan.fields):
-        from synthstream.processors.pii.ner import TextAnalyzer, load_nlp
-        from synthstream.processors.pii.patterns import TextScanner
-
-        analyzer = TextAnalyzer(load_nlp(config.language), scanner=TextScanner().scan)
+        analyzer = text_analyzer_for(config)
     redactor = PiiRedactor(schema, plan, pseudonymizer=pseudonymizer, locale=config.locale, text_analyzer=analyzer)
-    _log.info("redaction.plan", plan={f.field: f"{f.operator}:{f.entity or '-'}" for f in plan.fields})
+    _log.info(
+        "redaction.plan",
+        plan={f.field: f"{f.operator}:{f.entity or '-'}" for f in plan.fields},
+        reasons={f.field: f.reason for f in plan.fields},
+    )
     return redactor
