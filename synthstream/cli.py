@@ -1,4 +1,4 @@
-"""The ``synthstream`` command: demo, broker, run, replay, drain, infer-schema, models, budget, report.
+"""The ``synthstream`` command: demo, broker, init, run, replay, drain, infer-schema, models, budget, report.
 
 Every command that talks to Kafka takes ``--bootstrap-servers`` and the TLS/SASL options
 (or ``SYNTHSTREAM_KAFKA_*`` environment variables); ``demo`` and ``broker`` start the
@@ -257,6 +257,13 @@ def run(
         if engine == "faust" and role != "all":
             raise SynthstreamError("the faust engine runs role 'all' only")
         pipeline_config = load_pipeline_config(config)
+        # Every problem of every section against the data, in one error, before anything starts.
+        from synthstream.config_check import check_config
+
+        source_schema = load_source_schema(
+            pipeline_config.source.schema_file, pipeline_config.source.sample_file, {}, pipeline_config.stream
+        )
+        check_config(pipeline_config, source_schema, str(config))
         settings = kafka_settings(
             bootstrap_servers,
             security_protocol,
@@ -277,12 +284,8 @@ def run(
         asyncio.run(ensure_reachable(settings))
         from synthstream.streams.pipeline import Pipeline, Role
 
-        schema = load_source_schema(
-            pipeline_config.source.schema_file,
-            pipeline_config.source.sample_file,
-            pipeline_config.role_overrides(),
-            pipeline_config.stream,
-        )
+        overrides = pipeline_config.role_overrides()
+        schema = source_schema.with_roles(overrides) if overrides else source_schema
         if engine == "faust":
             from synthstream.streams.faust_app import FaustPipeline
 
@@ -539,32 +542,50 @@ def infer_schema_cmd(
 
 
 @app.command()
-def models(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
-    rollback: Annotated[bool, typer.Option(help="Re-promote the previously promoted version.")] = False,
+def init(
+    sample: Annotated[Path, typer.Argument(help="CSV, Parquet or JSONL sample of the source topic's records.")],
+    topic: Annotated[str, typer.Option(help="Source topic the pipeline reads.")],
+    stream: Annotated[str | None, typer.Option(help="Stream name (default: the topic).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Pipeline file to write.")] = Path("pipeline.yaml"),
+    deadletter_topic: Annotated[str, typer.Option(help="Dead-letter topic.")] = "synthstream.deadletter",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
-    """List model versions of a pipeline with their guarantee and metrics, show training progress, roll back."""
-    from synthstream.models.registry import ModelRegistry
-    from synthstream.models.training import read_progress
+    """Write a working, commented pipeline file for a sample: fields, roles, redaction plan and why, drift."""
+    from synthstream.config_init import write_pipeline
 
-    try:
-        pipeline_config = load_pipeline_config(config)
-        registry = ModelRegistry(pipeline_config.state_dir / "models", pipeline_config.stream)
-        if rollback:
-            version = registry.rollback()
-            out.print(f"rolled back: version {version.version} is promoted")
-    except SynthstreamError as exc:
-        raise _fail(exc) from None
-    progress = read_progress(registry.progress_path)
-    if progress is not None:
-        status = progress.get("status") or "training"
-        out.print(
-            f"last fit: v{progress.get('version', '?')} {progress.get('generator', '')} {status} "
-            f"{100 * float(progress.get('fraction', 0.0)):.0f}% ({progress.get('detail', '')})"
+    configure_logging(level="WARNING")
+    with operator_errors(output):
+        result = write_pipeline(
+            sample, topic=topic, stream=stream, output=output, deadletter_topic=deadletter_topic, overwrite=force
         )
-    grid = Table(title=f"models of {pipeline_config.stream}")
-    for column in ("version", "status", "generator", "rows", "seed", "fit s", "guarantee", "metrics", "created"):
-        grid.add_column(column)
+    out.print(
+        f"wrote {result.path}: stream {result.stream}, {result.fields} fields ({result.redacted} redacted), "
+        f"drift on {result.drift_fields}; run it with: synthstream run --config {result.path}",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A table on stdout: rich on a terminal; plain aligned text (nothing truncated) in a pipe or file."""
+    if out.is_terminal:
+        grid = Table(title=title)
+        for column in columns:
+            grid.add_column(column, overflow="fold")
+        for row in rows:
+            grid.add_row(*row)
+        out.print(grid)
+        return
+    import sys
+
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _version_rows(registry: Any) -> list[list[str]]:
+    rows = []
     for v in registry.versions():
         lineage = v.lineage
         g = lineage.guarantee
@@ -575,18 +596,61 @@ def models(
         else:
             guarantee = f"DP by post-processing: {g.get('mechanism', '')} windows {g.get('windows', '?')}"
         metrics = ", ".join(f"{k}={val:.3g}" for k, val in sorted(lineage.metrics.items()))
-        grid.add_row(
-            str(v.version),
-            v.status,
-            v.generator,
-            str(lineage.rows),
-            str(lineage.seed),
-            f"{lineage.fit_seconds:.2f}",
-            guarantee,
-            metrics or "-",
-            v.created_at.isoformat(timespec="seconds"),
+        rows.append(
+            [
+                str(v.version),
+                v.status,
+                v.generator,
+                str(lineage.rows),
+                str(lineage.seed),
+                f"{lineage.fit_seconds:.2f}",
+                guarantee,
+                metrics or "-",
+                v.created_at.isoformat(timespec="seconds"),
+            ]
         )
-    out.print(grid)
+    return rows
+
+
+@app.command()
+def models(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
+    rollback: Annotated[bool, typer.Option(help="Re-promote the previously promoted version.")] = False,
+) -> None:
+    """List model versions (tabular and sequence) with their guarantee and metrics, show training progress, roll back.
+
+    On a terminal the tables are drawn with rich; piped or redirected, they are plain aligned
+    text with every cell in full (no ``gaussi…``).
+    """
+    from synthstream.models.registry import ModelRegistry
+    from synthstream.models.training import read_progress
+
+    try:
+        pipeline_config = load_pipeline_config(config)
+        root = pipeline_config.state_dir / "models"
+        registry = ModelRegistry(root, pipeline_config.stream)
+        sequence_name = f"{pipeline_config.stream}.sequences"
+        # Not created when absent: listing must not make a sequence registry appear.
+        sequences = ModelRegistry(root, sequence_name) if (root / sequence_name).is_dir() else None
+        if rollback:
+            version = registry.rollback()
+            out.print(f"rolled back: version {version.version} is promoted")
+    except SynthstreamError as exc:
+        raise _fail(exc) from None
+    columns = ["version", "status", "generator", "rows", "seed", "fit s", "guarantee", "metrics", "created"]
+    for reg, kind, label in ((registry, "models", "last fit"), (sequences, "sequence models", "last sequence fit")):
+        if reg is None:
+            continue
+        progress = read_progress(reg.progress_path)
+        if progress is not None:
+            status = progress.get("status") or "training"
+            out.print(
+                f"{label}: v{progress.get('version', '?')} {progress.get('generator', '')} {status} "
+                f"{100 * float(progress.get('fraction', 0.0)):.0f}% ({progress.get('detail', '')})",
+                soft_wrap=True,
+                highlight=False,
+            )
+        _print_table(f"{kind} of {pipeline_config.stream}", columns, _version_rows(reg))
 
 
 @app.command()

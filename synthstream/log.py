@@ -24,7 +24,16 @@ from typing import Any, TextIO
 import structlog
 
 #: Standard-library loggers of the client libraries whose per-retry messages are throttled.
-NOISY_LIBRARIES: tuple[str, ...] = ("aiokafka", "kafka", "asyncio", "faust", "mode")
+NOISY_LIBRARIES: tuple[str, ...] = (
+    "aiokafka",
+    "kafka",
+    "asyncio",
+    "faust",
+    "mode",
+    "httpx",
+    "httpcore",
+    "confluent_kafka",
+)
 #: A repeated library message is let through at most once per this many seconds.
 REPEAT_INTERVAL_S = 30.0
 

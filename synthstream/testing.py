@@ -67,7 +67,7 @@ def kill_schedule(n: int, *, seed: int, min_s: float = 4.0, max_s: float = 12.0)
         raise ValueError("need n >= 0 and 0 < min_s <= max_s")
     rng = np.random.default_rng(seed)
     kinds: list[Signal] = ["SIGTERM" if i % 2 == 0 else "SIGKILL" for i in range(n)]
-    rng.shuffle(kinds)  # type: ignore[arg-type]  # numpy shuffles a list in place
+    rng.shuffle(kinds)  # numpy shuffles a list in place
     return [Fault(float(rng.uniform(min_s, max_s)), kind) for kind in kinds]
 
 

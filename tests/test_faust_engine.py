@@ -28,6 +28,9 @@ async def test_faust_worker_turns_a_source_topic_into_a_synthetic_feed(kafka, na
         "source": {"topic": source, "sample_file": str(sample_path())},
         "training": {"every_records": 500, "min_records": 200},
         "publisher": {"rate": 0, "max_records": 1_000},
+        # This test is about the engine. On 1,000 rows the default audit can build too few singling-out
+        # attacks (coverage < 50 %) and rejects every version; scaling attacks to small tables is issue 17.
+        "audit": {"enabled": False},
         "topics": {k: names.topic(k) for k in ("synthetic", "deadletter", "models", "schemas")},
         "state_dir": str(tmp_path / "state"),
     }

@@ -38,6 +38,7 @@ from aiokafka.errors import (
     NodeNotReadyError,
     RequestTimedOutError,
     TopicAlreadyExistsError,
+    UnknownError,
 )
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -57,6 +58,10 @@ _log = get_logger("kafka")
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` means "the broker is not answering right now" (retry), not a bad request."""
     if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError)):
+        return True
+    if isinstance(exc, UnknownError):
+        # Error -1, "unexpected server error": what a broker answers while it is still starting (seen on
+        # the embedded broker right after a restart). Retried like the others, bounded by the same deadline.
         return True
     if isinstance(exc, KafkaError):
         return bool(getattr(exc, "retriable", False))
@@ -611,10 +616,7 @@ class BatchConsumer:
         for tp in assigned:
             position = await consumer.position(tp)
             end = ends.get(tp, 0)
-            # Both ends must agree: the listed end (ListOffsets, which the embedded broker sometimes
-            # answers wrongly) and, once a fetch has answered, the high-water mark that came with it.
-            fetched_end = consumer.highwater(tp)
-            if position <= end or (fetched_end is not None and position <= fetched_end):
+            if position <= end:
                 continue
             committed = await consumer.committed(tp) if self.group_id is not None else None
             if committed is not None and committed <= end:

@@ -9,6 +9,7 @@ silently, and reported in :class:`DrainReport`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,20 +55,48 @@ class AutoDecoder:
         return decode_json_object(value)
 
 
+def _nested(value: Any) -> bool:
+    return isinstance(value, (dict, list, tuple))
+
+
+def _as_json(value: Any) -> str | None:
+    """A nested value as canonical JSON text (``None`` stays null)."""
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
 class ParquetSink:
-    """Appends rows to one Parquet file; the schema is fixed by the first batch."""
+    """Appends rows to one Parquet file; the schema is fixed by the first batch.
+
+    Nested values (maps, structs, lists: a stats event's ``means``, a published Avro schema)
+    are written as JSON text columns. Parquet cannot hold an empty struct (a window with no
+    numeric field has ``means: {}``), and maps whose keys or union members vary between
+    records (Avro schemas mix strings and objects in ``type``) have no single Arrow type; JSON
+    text represents every one of them and reads back with ``json.loads`` or DuckDB's
+    ``json`` functions. A column is JSON as soon as any value of it is nested.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: pq.ParquetWriter | None = None
+        self._json_columns: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ParquetSink(path={str(self.path)!r})"
+
+    def _flatten(self, rows: list[Row]) -> list[Row]:
+        for row in rows:
+            self._json_columns.update(k for k, v in row.items() if _nested(v))
+        if not self._json_columns:
+            return rows
+        return [{k: _as_json(v) if k in self._json_columns else v for k, v in row.items()} for row in rows]
 
     def write(self, rows: list[Row]) -> None:
         """Append a batch as one row group."""
         if not rows:
             return
+        rows = self._flatten(rows)
         table = pa.Table.from_pylist(rows) if self._writer is None else pa.Table.from_pylist(rows, self._writer.schema)
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ DP release.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,7 +355,7 @@ class WindowAggregator:
             values = values[~np.isnan(values)]
             state.sums[name] = state.sums.get(name, 0.0) + float(np.clip(values, lo, hi).sum())
 
-    def hold(self, lagging: set[Hashable]) -> None:
+    def hold(self, lagging: Collection[Hashable]) -> None:
         """Name the partitions that still hold unread records (the rest are caught up and hold nothing back)."""
         self._lagging = set(lagging)
 

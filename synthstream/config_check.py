@@ -1,0 +1,139 @@
+"""One-pass check of a pipeline config against its source schema: every problem of every section at once.
+
+:func:`~synthstream.config.load_pipeline_config` validates the file's shape; what it cannot see
+is whether the fields it names exist in the data. Without this check those problems surfaced one
+stage at a time as the pipeline started (field overrides in schema inference, stats in the stats
+stage, drift in the drift profile, audit fields in the auditor), one run per problem.
+:func:`config_problems` collects them all (field overrides, stats, drift, sequence and audit
+fields, declared marginal bounds/labels) so ``synthstream run`` reports them in one
+:class:`~synthstream.errors.ConfigError` before anything starts.
+
+Messages name fields, sections and types only, never a record value.
+"""
+
+from __future__ import annotations
+
+from synthstream.config import PipelineConfig
+from synthstream.errors import ConfigError
+from synthstream.evaluation.privacy_risk import audited_fields
+from synthstream.processors.drift.profile import drift_fields
+from synthstream.schemas.record import FieldRole, FieldType, RecordSchema
+
+__all__ = ["check_config", "config_problems"]
+
+_NUMERIC_TYPES = (FieldType.LONG, FieldType.DOUBLE)
+
+
+def config_problems(config: PipelineConfig, schema: RecordSchema) -> list[str]:
+    """Every problem of ``config`` against the source ``schema`` (roles not yet overridden), in section order.
+
+    ``schema`` is the schema as inferred from the sample (or read from the .avsc) *before* the
+    config's role overrides are applied: an override naming an unknown field is one of the
+    problems reported here, not an exception. Disabled sections are not checked.
+    """
+    problems = list(config.schema_problems(schema))  # fields.<x>: unknown names, operator/type mismatches
+    names = set(schema.field_names)
+    roles = {n: r for n, r in config.role_overrides().items() if n in names}
+    effective = schema.with_roles(roles) if roles else schema
+    dropped = {n for n, o in config.fields.items() if o.redact == "drop" and config.redaction.enabled}
+    kept = names - dropped
+    problems += _stats_problems(config, effective, kept)
+    problems += _drift_problems(config, effective, dropped)
+    problems += _sequence_problems(config, kept)
+    problems += _audit_problems(config, effective, dropped)
+    problems += _marginal_problems(config, names)
+    return problems
+
+
+def check_config(config: PipelineConfig, schema: RecordSchema, source: str = "pipeline config") -> None:
+    """Raise one :class:`ConfigError` listing every :func:`config_problems` (nothing when there are none)."""
+    problems = config_problems(config, schema)
+    if problems:
+        raise ConfigError(problems, source)
+
+
+def _stats_problems(config: PipelineConfig, schema: RecordSchema, kept: set[str]) -> list[str]:
+    """The checks of the stats stage (streams/stats.py), made before it is built."""
+    cfg = config.stats
+    if not cfg.enabled:
+        return []
+    problems: list[str] = []
+    released = list(cfg.numeric) + list(cfg.categorical)
+    if not released:
+        released = [
+            f.name
+            for f in schema.fields
+            if f.role == FieldRole.CATEGORICAL and f.name != cfg.entity_field and f.name in kept
+        ]
+        if not released:
+            problems.append("stats: no categorical field to release: list fields under stats.numeric/categorical")
+    missing = [n for n in released if n not in kept]
+    if missing:
+        problems.append(f"stats: fields {missing} are not in the (redacted) schema; fields are {sorted(kept)}")
+    for name in cfg.numeric:
+        if name in kept and schema.field(name).type not in _NUMERIC_TYPES:
+            problems.append(f"stats.numeric.{name}: the field is {schema.field(name).type.value}, not numeric")
+    unreleased = sorted({p for pair in cfg.pairs for p in pair if p not in released})
+    if unreleased:
+        problems.append(f"stats.pairs: fields {unreleased} are not released")
+    if cfg.entity_field is not None and cfg.entity_field not in kept:
+        problems.append(f"stats.entity_field {cfg.entity_field!r} is not in the (redacted) schema")
+    if cfg.time_field is not None:
+        if cfg.time_field not in kept:
+            problems.append(f"stats.time_field {cfg.time_field!r} is not in the (redacted) schema")
+        elif schema.field(cfg.time_field).type != FieldType.TIMESTAMP:
+            problems.append(f"stats.time_field {cfg.time_field!r} is not a timestamp field")
+    return problems
+
+
+def _drift_problems(config: PipelineConfig, schema: RecordSchema, dropped: set[str]) -> list[str]:
+    cfg = config.drift
+    if not cfg.enabled or cfg.fields is None:
+        return []
+    eligible = sorted(f.name for f in drift_fields(schema) if f.name not in dropped)
+    unknown = [n for n in cfg.fields if n not in eligible]
+    if unknown:
+        return [
+            f"drift.fields: cannot monitor {unknown} (absent, identifiers, free text or times); choose from {eligible}"
+        ]
+    return []
+
+
+def _sequence_problems(config: PipelineConfig, kept: set[str]) -> list[str]:
+    cfg = config.sequence
+    if not cfg.enabled:
+        return []
+    named = {"sequence.entity_field": cfg.entity_field, "sequence.time_field": cfg.time_field}
+    problems = [
+        f"{where} {name!r} is not in the (redacted) schema"
+        for where, name in named.items()
+        if name and name not in kept
+    ]
+    unknown = [n for n in cfg.static_fields if n not in kept]
+    if unknown:
+        problems.append(f"sequence.static_fields {unknown} are not in the (redacted) schema")
+    return problems
+
+
+def _audit_problems(config: PipelineConfig, schema: RecordSchema, dropped: set[str]) -> list[str]:
+    cfg = config.audit
+    if not cfg.enabled:
+        return []
+    audited = [f.name for f in audited_fields(schema) if f.name not in dropped]
+    if not audited:
+        return ["audit: the schema has no field the audit can measure (all identifiers or free text)"]
+    wanted = list(cfg.secret_fields) + ([cfg.target_field] if cfg.target_field else [])
+    if cfg.linkability_aux is not None:
+        wanted += [*cfg.linkability_aux[0], *cfg.linkability_aux[1]]
+    unknown = sorted({n for n in wanted if n not in audited})
+    if unknown:
+        return [f"audit: fields {unknown} are not audited fields of the schema; choose from {audited}"]
+    return []
+
+
+def _marginal_problems(config: PipelineConfig, names: set[str]) -> list[str]:
+    marginal = config.training.marginal
+    unknown = sorted((set(marginal.bounds) | set(marginal.labels)) - names)
+    if unknown:
+        return [f"training.marginal: bounds/labels name unknown fields {unknown}"]
+    return []
