@@ -155,8 +155,10 @@ class PublisherConfig(_Strict):
     )
 
 
-#: Default entities of the audit's verbatim-leak check (names as in synthstream.processors.pii.types.Entity).
-_LEAK_ENTITIES = (
+#: Default entities of the audit's verbatim-leak check (names as in synthstream.processors.pii.types.Entity):
+#: identifiers and names. Dates and bare 5-digit codes are no identifiers alone; URLs are mostly public.
+#: The rare-value check covers them.
+DEFAULT_LEAK_ENTITIES: tuple[str, ...] = (
     "PERSON",
     "EMAIL_ADDRESS",
     "BR_CPF",
@@ -256,7 +258,7 @@ class AuditConfig(_Strict):
         "confidence interval (confidence_level) is above it, so chance collisions of short codes do not flap.",
     )
     leak_entities: list[str] = Field(
-        default_factory=lambda: list(_LEAK_ENTITIES),
+        default_factory=lambda: list(DEFAULT_LEAK_ENTITIES),
         description="Entities whose recognised values fail the version when they appear verbatim in training "
         "(PERSON: multi-word names from name-like fields). Dates and bare 5-digit codes are not identifiers "
         "on their own and are left to the rare-value check.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -55,12 +56,38 @@ def sdmetrics_scores(real: pd.DataFrame, synthetic: pd.DataFrame, *, thresholds:
     return float(scores["Column Shapes"]), float(scores["Column Pair Trends"])
 
 
+def sdmetrics_pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame) -> float:
+    """Mean of SDMetrics' own pair metrics, numeric columns declared continuous.
+
+    Not the QualityReport's property: on this copula's output (numeric grids clipped to
+    k-supported ranges, issue 12) the report scored every ``fnlwgt`` x category pair ~0.54
+    while ``ContingencySimilarity`` itself, with ``fnlwgt`` declared continuous, gives 0.978
+    (ours: 0.978) and without it 0.016: the report mixes the two treatments. The metrics are
+    the independent reference; the report is still compared on the holdout sets below.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sdmetrics.column_pairs import ContingencySimilarity, CorrelationSimilarity
+
+        scores = []
+        for a, b in itertools.combinations(real.columns, 2):
+            numeric = [c for c in (a, b) if c in ADULT_NUMERIC]
+            if len(numeric) == 2:
+                score = CorrelationSimilarity.compute(real[[a, b]], synthetic[[a, b]], coefficient="Pearson")
+            else:
+                score = ContingencySimilarity.compute(
+                    real[[a, b]], synthetic[[a, b]], continuous_column_names=numeric or None
+                )
+            scores.append(float(score))
+    return float(np.mean(scores))
+
+
 @pytest.mark.parametrize("which", ["synthetic", "shuffled"])
 def test_agrees_with_sdmetrics(real: pd.DataFrame, schema: RecordSchema, which: str, request) -> None:
     synth = request.getfixturevalue(which)
-    shapes, trends = sdmetrics_scores(real, synth, thresholds=False)
+    shapes, _ = sdmetrics_scores(real, synth, thresholds=False)
     assert column_shapes_score(real, synth, schema) == pytest.approx(shapes, abs=0.02)
-    assert pair_trends_score(real, synth, schema) == pytest.approx(trends, abs=0.02)
+    assert pair_trends_score(real, synth, schema) == pytest.approx(sdmetrics_pair_trends(real, synth), abs=0.02)
 
 
 def test_agrees_with_sdmetrics_default_thresholds(real: pd.DataFrame, schema: RecordSchema, synthetic) -> None:

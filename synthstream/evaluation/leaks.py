@@ -48,6 +48,7 @@ from typing import Any
 
 import pandas as pd
 
+from synthstream.config import DEFAULT_LEAK_ENTITIES
 from synthstream.processors.pii.patterns import SUPPORTED, TextScanner, classify_value
 from synthstream.processors.pii.plan import name_hint
 from synthstream.processors.pii.types import Entity
@@ -67,21 +68,6 @@ __all__ = [
 #: Entities the check can recognise: the structured ones plus PERSON (names from name-like fields).
 LEAK_ENTITIES: tuple[str, ...] = tuple(
     dict.fromkeys([str(Entity.PERSON), *SUPPORTED, str(Entity.ZIP_CODE), str(Entity.DATE_TIME)])
-)
-#: What fails a version when found verbatim (``audit.leak_entities``' default): identifiers and names.
-#: Dates and bare 5-digit codes are no identifiers alone; URLs are mostly public. The rare-value check covers them.
-DEFAULT_LEAK_ENTITIES: tuple[str, ...] = (
-    "PERSON",
-    "EMAIL_ADDRESS",
-    "BR_CPF",
-    "BR_CNPJ",
-    "CREDIT_CARD",
-    "IBAN_CODE",
-    "US_SSN",
-    "IP_ADDRESS",
-    "BR_PHONE",
-    "PHONE_NUMBER",
-    "BR_CEP",
 )
 #: (entity group, canonical text) of a recognised value, or ("PERSON", *name tokens) of a name.
 Key = tuple[str, ...]
@@ -208,6 +194,7 @@ class VerbatimLeakCheck:
         entities: Iterable[str] = DEFAULT_LEAK_ENTITIES,
         confidence_level: float = 0.95,
         person_detector: Callable[[str], bool] | None = None,
+        replaced_fields: Iterable[str] = (),
     ) -> None:
         if k < 2:
             raise ValueError("k must be at least 2 (a value held by one record is the rarest there is)")
@@ -226,6 +213,9 @@ class VerbatimLeakCheck:
         self._z = NormalDist().inv_cdf(0.5 + confidence_level / 2)
         self.entities = tuple(dict.fromkeys(wanted))
         self.person_detector = person_detector
+        #: Fields whose every recognised training value the redactor already replaced (fakes, pseudonyms):
+        #: a synthetic value matching one of them repeats a fake, not a person, so it is judged like names.
+        self.replaced_fields = frozenset(replaced_fields)
         self._structured = frozenset(e for e in self.entities if e != Entity.PERSON)
         self._persons = Entity.PERSON in self.entities
         scannable = [e for e in SUPPORTED if e in self._structured]
@@ -262,8 +252,9 @@ class VerbatimLeakCheck:
         recognised_share = 0.0
         for finding in recognised:
             findings.append(finding)
-            recognised_share = max(recognised_share, finding.share)
             if finding.leak:
+                # Only what was judged a leak: fakes repeating at the control's rate are reported, not summed.
+                recognised_share = max(recognised_share, finding.share)
                 context = "" if finding.control_share is None else f"; control records: {finding.control_share:.2%}"
                 reasons.append(
                     f"verbatim leak: field {finding.field!r} carries {finding.values:,} distinct real "
@@ -369,10 +360,11 @@ class VerbatimLeakCheck:
                 # Names are judged against real unseen records: common first/last names (and the redactor's
                 # keyed fakes, which repeat by design) are shared by strangers, so only a share significantly
                 # above the control's says the model copies people.
+                relative = (entity == Entity.PERSON or spec.name in self.replaced_fields) and control_share is not None
                 leak = (
-                    n > 0
-                    if entity != Entity.PERSON or control_share is None
-                    else self._significantly_above(n / total if total else 0.0, total, control_share, len(control))
+                    self._significantly_above(n / total if total else 0.0, total, control_share or 0.0, len(control))
+                    if relative
+                    else n > 0
                 )
                 out.append(
                     LeakFinding(

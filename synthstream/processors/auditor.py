@@ -165,7 +165,12 @@ class Auditor:
     """
 
     def __init__(
-        self, schema: RecordSchema, config: AuditConfig | None = None, *, attacks: Sequence[Attack] | None = None
+        self,
+        schema: RecordSchema,
+        config: AuditConfig | None = None,
+        *,
+        attacks: Sequence[Attack] | None = None,
+        replaced_fields: Sequence[str] = (),
     ) -> None:
         self.schema = schema
         self.config = config if config is not None else AuditConfig()
@@ -197,6 +202,7 @@ class Auditor:
             max_rare_share=cfg.max_rare_value_share,
             entities=cfg.leak_entities,
             confidence_level=cfg.confidence_level,
+            replaced_fields=replaced_fields,
         )
 
     def default_attacks(self) -> list[Attack]:

@@ -82,9 +82,12 @@ class AuditGate:
         serde: EventSerde[PrivacyAuditEvent],
         stream: str,
         guarantee: PrivacyGuarantee | GuaranteeSource | None = None,
+        replaced_fields: Sequence[str] = (),
     ) -> None:
         self.config = config
-        self.auditor = Auditor(schema, config)  # checks the configured field names against the schema now
+        # Checks the configured field names against the schema now. ``replaced_fields``: fields the
+        # redactor faked or pseudonymised, whose training values are not real (see evaluation/leaks.py).
+        self.auditor = Auditor(schema, config, replaced_fields=replaced_fields)
         self.buffer = buffer
         self.registry = registry
         self.executor = executor

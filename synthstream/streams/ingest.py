@@ -221,7 +221,39 @@ class LatencyTracker:
         self._next = 0
 
 
-class IngestStage:
+class ConsumingStage:
+    """What every stage that consumes a topic and feeds observers shares: commit floors and idleness.
+
+    Subclasses set ``observers`` and call ``super().__init__()``.
+    """
+
+    observers: list[BatchObserver]
+
+    def __init__(self) -> None:
+        self._idle_since: float | None = None
+
+    def commit_floors(self) -> dict[tuple[str, int], int]:
+        """The lowest offsets any observer still needs re-read after a crash (the commit stops there)."""
+        floors: dict[tuple[str, int], int] = {}
+        for observer in self.observers:
+            if isinstance(observer, HoldsOffsets):
+                for key, offset in observer.commit_floors().items():
+                    floors[key] = min(floors.get(key, offset), offset)
+        return floors
+
+    def mark_idle(self, idle: bool) -> None:
+        """Tell the stage whether the last poll came back empty with nothing left unread (caught up)."""
+        if not idle:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """How long every poll has come back empty (0 while records are flowing)."""
+        return 0.0 if self._idle_since is None else time.monotonic() - self._idle_since
+
+
+class IngestStage(ConsumingStage):
     """Validates, redacts and buffers one micro-batch; dead-letters what cannot be processed."""
 
     def __init__(
@@ -255,7 +287,7 @@ class IngestStage:
         self.encode_redacted = encode_redacted
         self.observers: list[BatchObserver] = list(observers)
         self.counters = IngestCounters()
-        self._idle_since: float | None = None
+        super().__init__()
         self._log = get_logger("ingest", stream=stream)
         # The batch in hand (records not yet counted) and the records already dead-lettered
         # (bounded memory): a record is counted once, whichever stages reject it.
@@ -441,26 +473,6 @@ class IngestStage:
         self._dead_keys[key] = None
         if len(self._dead_keys) > _DEAD_KEYS_KEPT:
             self._dead_keys.popitem(last=False)
-
-    def commit_floors(self) -> dict[tuple[str, int], int]:
-        """The lowest offsets any observer still needs re-read after a crash (the commit stops there)."""
-        floors: dict[tuple[str, int], int] = {}
-        for observer in self.observers:
-            if isinstance(observer, HoldsOffsets):
-                for key, offset in observer.commit_floors().items():
-                    floors[key] = min(floors.get(key, offset), offset)
-        return floors
-
-    def mark_idle(self, idle: bool) -> None:
-        """Tell the stage whether the last poll of the source came back empty (the consumer is caught up)."""
-        if not idle:
-            self._idle_since = None
-        elif self._idle_since is None:
-            self._idle_since = time.monotonic()
-
-    def idle_seconds(self) -> float:
-        """How long every poll of the source has come back empty (0 while records are flowing)."""
-        return 0.0 if self._idle_since is None else time.monotonic() - self._idle_since
 
     def _dead_letter(self, rejection: Rejection) -> OutMessage:
         rec = rejection.source

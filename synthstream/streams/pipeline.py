@@ -478,7 +478,15 @@ class Pipeline:
             serde=EventSerde(PrivacyAuditEvent, self.store),
             stream=self.config.stream,
             guarantee=lineage_guarantee,
+            replaced_fields=self.replaced_fields(),
         )
+
+    def replaced_fields(self) -> list[str]:
+        """Fields whose PII values the redactor replaces (fakes, pseudonyms, masks, generalisations)."""
+        plan = getattr(self.redactor, "plan", None)
+        if plan is None:
+            return []
+        return [f.field for f in plan.fields if f.operator not in ("keep", "drop", "scan")]
 
     def _build_observers(self, producer: BatchSender) -> list[BatchObserver]:
         """The stages that consume redacted micro-batches in this role, in the order they run."""

@@ -26,14 +26,14 @@ from synthstream.errors import RecordRejected
 from synthstream.log import get_logger
 from synthstream.processors.buffer import TrainingBuffer
 from synthstream.schemas.events import DeadLetterEvent, EventSerde, stable_event_id
-from synthstream.streams.ingest import BatchObserver, HoldsOffsets, IngestCounters, LatencyTracker, SourceRecord
+from synthstream.streams.ingest import BatchObserver, ConsumingStage, IngestCounters, LatencyTracker, SourceRecord
 
 __all__ = ["RedactedStage"]
 
 Record = dict[str, Any]
 
 
-class RedactedStage:
+class RedactedStage(ConsumingStage):
     """Decodes micro-batches of the redacted topic and hands them to the buffer and the observers."""
 
     def __init__(
@@ -57,7 +57,7 @@ class RedactedStage:
         self.latency = latency
         self.observers: list[BatchObserver] = list(observers)
         self.counters = IngestCounters()
-        self._idle_since: float | None = None
+        super().__init__()
         self._log = get_logger("redacted-input", stream=stream)
 
     def __repr__(self) -> str:
@@ -88,26 +88,6 @@ class RedactedStage:
         self.counters.processed += len(records)
         self.counters.dead_letters += len(dead)
         return len(records)
-
-    def commit_floors(self) -> dict[tuple[str, int], int]:
-        """The lowest offsets any observer still needs re-read after a crash (the commit stops there)."""
-        floors: dict[tuple[str, int], int] = {}
-        for observer in self.observers:
-            if isinstance(observer, HoldsOffsets):
-                for key, offset in observer.commit_floors().items():
-                    floors[key] = min(floors.get(key, offset), offset)
-        return floors
-
-    def mark_idle(self, idle: bool) -> None:
-        """Tell the stage whether the last poll came back empty (the consumer is caught up)."""
-        if not idle:
-            self._idle_since = None
-        elif self._idle_since is None:
-            self._idle_since = time.monotonic()
-
-    def idle_seconds(self) -> float:
-        """How long every poll has come back empty (0 while records are flowing)."""
-        return 0.0 if self._idle_since is None else time.monotonic() - self._idle_since
 
     def _dead_letter(self, rec: SourceRecord, rejected: RecordRejected) -> OutMessage:
         self.counters.by_reason[rejected.reason] += 1
