@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from synthstream.config import load_pipeline_config
+from synthstream.config import PipelineConfig, load_pipeline_config
 from synthstream.errors import BrokerError, ConfigError, StateDirError, SynthstreamError
 from synthstream.log import configure_logging, get_logger
 from synthstream.schemas.record import RecordSchema
@@ -86,6 +86,18 @@ if TYPE_CHECKING:
 _log = get_logger("cli")
 #: Set by commands run with --json-logs: their final error is a JSON log line too (event ``cli.failed``).
 _json_errors = False
+
+
+def _deployment_overrides(config: PipelineConfig, state_dir: Path | None, metrics_port: int | None) -> PipelineConfig:
+    """Apply ``--state-dir``/``--metrics-port``: one pipeline file serves a laptop and a container."""
+    update: dict[str, Any] = {}
+    if state_dir is not None:
+        update["state_dir"] = state_dir
+    if metrics_port is not None:
+        if not 0 <= metrics_port <= 65_535:
+            raise ConfigError(f"--metrics-port must be 0-65535, got {metrics_port}")
+        update["metrics"] = config.metrics.model_copy(update={"port": metrics_port})
+    return config.model_copy(update=update) if update else config
 
 
 def _use_json_errors(enabled: bool) -> None:
@@ -243,6 +255,12 @@ def run(
     ssl_keyfile: KeyOpt = None,
     json_logs: JsonLogsOpt = False,
     log_level: LogLevelOpt = "INFO",
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Overrides the file's state_dir (containers mount a volume here).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Overrides metrics.port (0 = a free port, logged as metrics.listening).")
+    ] = None,
 ) -> None:
     """Run a configured pipeline against any Kafka until Ctrl-C (or the publisher's record limit)."""
     configure_logging(json=json_logs, level=log_level)
@@ -256,7 +274,12 @@ def run(
             raise SynthstreamError(f"unknown engine {engine!r}; choose aiokafka or faust")
         if engine == "faust" and role != "all":
             raise SynthstreamError("the faust engine runs role 'all' only")
-        pipeline_config = load_pipeline_config(config)
+        pipeline_config = _deployment_overrides(load_pipeline_config(config), state_dir, metrics_port)
+        if engine == "faust" and not pipeline_config.tabular_enabled:
+            raise SynthstreamError(
+                "the faust engine runs the tabular feed only and this config asks for sequences only: "
+                "use the aiokafka engine (or set training.tabular: true)"
+            )
         # Every problem of every section against the data, in one error, before anything starts.
         from synthstream.config_check import check_config
 

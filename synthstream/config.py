@@ -117,11 +117,63 @@ class TrainingConfig(_Strict):
         "ones; otherwise neural, or the copula for small buffers). aim_stream fits the stream's released DP "
         "marginals (no record is read, no extra budget).",
     )
-    every_records: int | None = Field(default=5_000, ge=1, description="Retrain after this many new records.")
-    every_seconds: float | None = Field(default=60.0, gt=0, description="Retrain after this much time.")
-    min_records: int = Field(default=500, ge=10, description="Do not train on fewer records than this.")
+    every_records: int | None = Field(
+        default=5_000, ge=1, description="After the first fit, retrain after this many new records (seen)."
+    )
+    every_seconds: float | None = Field(
+        default=60.0, gt=0, description="After the first fit, retrain after this much time (with new records)."
+    )
+    min_records: int = Field(
+        default=500,
+        ge=10,
+        description="No fit before this many records were seen. Counts every consumed record, the audit's "
+        "control share included: the model trains on about (1 - audit.holdout_share) of them.",
+    )
+    first_fit_records: int | None = Field(
+        default=None,
+        ge=10,
+        description="The first fit waits until the consumer has caught up with the topic (a poll came back empty, "
+        "no partition lagging: a backlog there at start is trained on whole, a live stream is caught up at its "
+        "first pause) or until this "
+        "many records were seen, or first_fit_max_wait_s passed; whichever comes first, never below "
+        "min_records. For a source still being written faster than it is read (a replay started with the "
+        "run), set it to the expected row count. None: no record limit.",
+    )
+    first_fit_max_wait_s: float | None = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait for the first fit after the first record arrived (a stream read always behind "
+        "is never caught up). None: wait for caught-up or first_fit_records only.",
+    )
+    retry_records: int | None = Field(
+        default=None,
+        ge=1,
+        description="After a rejected version, the next fit comes after this many new records (default: half of "
+        "every_records, at least min_records), or every_seconds, whichever is sooner.",
+    )
+    retry_runner_up: bool = Field(
+        default=True,
+        description="With generator auto, a rejected version is retried at once on the same data with the "
+        "automatic choice's runner-up (neural <-> gaussian_copula, aim <-> mst; DP fits spend budget).",
+    )
+    stalled_after_fits: int = Field(
+        default=3,
+        ge=1,
+        description="The stream is reported stalled (status line, /health, a 'stalled' models event) when "
+        "this many fits in a row published nothing (rejected or failed)...",
+    )
+    stalled_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="...or when the first of them is this many seconds old.",
+    )
     seed: int = Field(default=0, ge=0, description="Seed of the first version; version v uses seed + v.")
     min_category_count: int = Field(default=5, ge=1, description="k: generators keep no value fewer records hold.")
+    tabular: bool | None = Field(
+        default=None,
+        description="Train, audit and publish the tabular model. None = auto: on, except when the sequence "
+        "section is enabled and no tabular section (publisher, audit, training.generator) is given.",
+    )
     privacy: ModelPrivacyConfig = Field(
         default_factory=lambda: ModelPrivacyConfig(), description="DP requirement and budget of model training."
     )
@@ -196,7 +248,12 @@ class AuditConfig(_Strict):
         ge=100,
         description="Most training records given to the attacks (and as many control records, never fewer).",
     )
-    n_attacks: int = Field(default=1_000, ge=10, description="Attack attempts per attack.")
+    n_attacks: int = Field(
+        default=1_000,
+        ge=10,
+        description="Attack attempts per attack; scaled down to the data (at most one per attacked record, "
+        "and for univariate singling out as many as the synthetic values that single out a row).",
+    )
     singling_out_cols: int = Field(default=3, ge=2, description="Attributes per multivariate singling-out query.")
     singling_out_max_attempts: int = Field(
         default=50_000, ge=100, description="Query-generation budget of a singling-out attack (bounds its time)."
@@ -231,10 +288,16 @@ class AuditConfig(_Strict):
         default=0.01,
         ge=0.0,
         le=1.0,
-        description="Ceiling of exact copies of training rows beyond the copies of control rows (share of synthetic).",
+        description="Ceiling of the share of synthetic rows equal to a training row beyond the share of real "
+        "control rows equal to a training row (rows repeat in real data); judged on the lower end of the "
+        "excess's confidence interval (confidence_level).",
     )
     min_attack_coverage: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="Least share of requested attack attempts that must be built."
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Least share of attack attempts that must be built, out of those the data allows "
+        "(n_attacks scaled to the attacked records).",
     )
     min_column_shapes: float = Field(default=0.80, ge=0.0, le=1.0, description="Floor of the column-shapes score.")
     min_pair_trends: float = Field(default=0.70, ge=0.0, le=1.0, description="Floor of the pair-trends score.")
@@ -530,15 +593,52 @@ class SequencePublisherConfig(_Strict):
     )
     entities_per_sample: int = Field(default=64, ge=1, le=100_000, description="Entities sampled per model call.")
     batch_size: int = Field(default=500, ge=1, description="Most records produced per batch.")
-    max_records: int | None = Field(default=None, ge=1, description="End after this many records (None = run on).")
+    max_records: int | None = Field(
+        default=None,
+        ge=1,
+        description="End the feed after this many records (None = run on); counted from the first version, "
+        "which waits for the backlog (see sequence.first_fit_sequences).",
+    )
     key_by: Literal["sequence", "entity"] = Field(
-        default="sequence",
-        description="Record keys <stream>:v<N>:<seq> (as the tabular feed) or <stream>:v<N>:<entity> "
-        "(keeps an entity on one partition).",
+        default="entity",
+        description="Record keys <stream>:v<N>:<entity> (default: tells sequences apart and keeps an entity on one "
+        "partition) or <stream>:v<N>:<seq> (as the tabular feed).",
+    )
+    id_field: str | None = Field(
+        default="synthetic_entity",
+        min_length=1,
+        description="String field added to every record of the sequence feed holding its synthetic entity "
+        "(sequence) id, as the key and the synthstream-entity header do; must not be a schema field; null = none.",
     )
     start: datetime | None = Field(
-        default=None, description="Event time of the first entity, ISO 8601 (default: now; naive = UTC)."
+        default=None,
+        description="Event time of the first entity, ISO 8601 (naive = UTC). Default: the training data's own "
+        "span (starts drawn from the learned start distribution, events cut at the span's end, then a fresh pass).",
     )
+    end: datetime | None = Field(
+        default=None,
+        description="With start: no event after this time; the feed then begins a fresh pass at start "
+        "(None = the arrival process runs on).",
+    )
+
+
+_COMPONENTS = ("year", "quarter", "month", "day", "hour", "minute", "weekday", "dayofyear")
+_ADVANCE_UNITS = ("year", "month", "day", "hour")
+
+
+def _derived_problems(
+    derived: dict[str, str | dict[str, str]], time_field: str | None, entity: str | None
+) -> list[str]:
+    """Problems of a ``sequence.derived`` mapping (mirrors models/sequence_time.derived_rules)."""
+    problems = []
+    for name, rule in derived.items():
+        if name in (time_field, entity):
+            problems.append(f"sequence.derived.{name}: the time or entity field cannot be derived")
+        elif isinstance(rule, str) and rule not in _COMPONENTS:
+            problems.append(f"sequence.derived.{name}: {rule!r} is not one of {list(_COMPONENTS)}")
+        elif isinstance(rule, dict) and (set(rule) != {"advance_with"} or rule["advance_with"] not in _ADVANCE_UNITS):
+            problems.append(f"sequence.derived.{name}: give {{advance_with: one of {list(_ADVANCE_UNITS)}}}")
+    return problems
 
 
 class SequenceConfig(_Strict):
@@ -550,6 +650,35 @@ class SequenceConfig(_Strict):
     )
     entity_field: str | None = Field(default=None, description="Field naming the entity (card, station, customer).")
     time_field: str | None = Field(default=None, description="Event-time field.")
+    time_kind: Literal[
+        "auto", "datetime", "iso", "epoch_s", "epoch_ms", "epoch_us", "year", "yearmonth", "yyyymmdd", "day_index"
+    ] = Field(
+        default="auto",
+        description="How the time field is written (auto = detected from the data: timestamps, ISO strings, "
+        "integer years/year-months/yyyymmdd, epoch s/ms/us by magnitude, else a day index); output keeps it.",
+    )
+    derived: dict[str, str | dict[str, str]] = Field(
+        default_factory=dict,
+        description="Calendar columns tied to the time: {year: year, hour: hour, age: {advance_with: year}}; "
+        "components year, quarter, month, day, hour, minute, weekday (Monday=0), dayofyear; advance_with "
+        "year, month, day or hour. Enforced on output.",
+    )
+    detect_derived: bool = Field(
+        default=True, description="Also detect such relations that hold in >= 99.9 % of training rows."
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="IANA zone the derived calendar columns are written in (e.g. America/New_York for local "
+        "hour/day beside a UTC timestamp); None = UTC, and a zone is searched for when local columns do not "
+        "match UTC.",
+    )
+    quasi_static_share: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        description="A dynamic field constant within at least this share of entities repeats its previous value "
+        "unless a change (at the learned rate) fires; 0 = off.",
+    )
     period: Literal["none", "day", "week"] = Field(
         default="none", description="Cut each entity by calendar period (entity x day / week)."
     )
@@ -560,7 +689,16 @@ class SequenceConfig(_Strict):
     max_entities: int = Field(default=10_000, ge=1, description="Entities kept; the least recently updated is evicted.")
     max_events_per_entity: int = Field(default=1_000, ge=1, description="Latest events kept per entity.")
     min_sequences: int = Field(default=20, ge=1, description="Do not train on fewer sequences than this.")
-    min_events: int = Field(default=2, ge=1, description="Shorter sequences are left out of training.")
+    first_fit_sequences: int | None = Field(
+        default=None,
+        ge=1,
+        description="The first fit waits until the source is caught up (backlog read), this many sequences "
+        "are held (None = the keyed state is full: max_entities, or max_windows in windows mode) or "
+        "training.first_fit_max_wait_s passed since the first sequence.",
+    )
+    min_events: int = Field(
+        default=1, ge=1, description="Shorter sequences are left out of training (1 keeps single-event entities)."
+    )
     topic: str | None = Field(default=None, description="Topic of the sequence feed; default <stream>.sequences.")
     model: SequenceModelConfig = Field(default_factory=SequenceModelConfig)
     dp: SequenceDPConfig = Field(default_factory=SequenceDPConfig)
@@ -579,6 +717,14 @@ class SequenceConfig(_Strict):
             problems.append("sequence.entity_field and sequence.time_field must differ")
         if self.time_field in self.static_fields:
             problems.append("sequence.time_field cannot be a static field")
+        problems += _derived_problems(self.derived, self.time_field, self.entity_field)
+        if self.timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                problems.append(f"sequence.timezone: {self.timezone!r} is not an IANA zone (e.g. America/New_York)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -641,7 +787,11 @@ class MarginalModelConfig(_Strict):
     round_iters: int = Field(default=200, ge=1, description="AIM: estimation steps per round (warm-started).")
     iters: int = Field(default=1_000, ge=1, description="Estimation steps of the final model.")
     domain_share: float = Field(
-        default=0.1, ge=0, lt=1, description="Share of a fit's ρ spent learning undeclared domains with DP."
+        default=0.35,
+        ge=0,
+        lt=1,
+        description="Share of a fit's ρ spent learning undeclared domains with DP (label counts are reused as "
+        "1-way measurements; 1 % of the fit's δ goes to the label thresholds).",
     )
     bounds: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="Declared numeric bounds (the DP quantiles' candidate range)."
@@ -686,6 +836,24 @@ class PipelineConfig(_Strict):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     state_dir: Path = Field(default=Path(".synthstream"), description="Model registry and local stores.")
+
+    @property
+    def tabular_enabled(self) -> bool:
+        """Whether the tabular model is trained, audited and published (``training.tabular``, resolved).
+
+        Auto (``None``): a config with an enabled ``sequence`` section asks for sequences only unless
+        it also gives a tabular section (``publisher``, ``audit`` or ``training.generator``).
+        """
+        if self.training.tabular is not None:
+            return self.training.tabular
+        if not self.sequence.enabled:
+            return True
+        return bool({"publisher", "audit"} & self.model_fields_set) or "generator" in self.training.model_fields_set
+
+    @property
+    def drift_enabled(self) -> bool:
+        """Whether the drift monitors run: ``drift.enabled``, and asked for when there is no tabular model."""
+        return self.drift.enabled and (self.tabular_enabled or "drift" in self.model_fields_set)
 
     @property
     def group_id(self) -> str:

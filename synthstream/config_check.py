@@ -13,15 +13,19 @@ Messages name fields, sections and types only, never a record value.
 
 from __future__ import annotations
 
+from typing import Any
+
 from synthstream.config import PipelineConfig
 from synthstream.errors import ConfigError
 from synthstream.evaluation.privacy_risk import audited_fields
+from synthstream.log import get_logger
 from synthstream.processors.drift.profile import drift_fields
 from synthstream.schemas.record import FieldRole, FieldType, RecordSchema
 
 __all__ = ["check_config", "config_problems"]
 
 _NUMERIC_TYPES = (FieldType.LONG, FieldType.DOUBLE)
+_log = get_logger("config_check")
 
 
 def config_problems(config: PipelineConfig, schema: RecordSchema) -> list[str]:
@@ -40,6 +44,7 @@ def config_problems(config: PipelineConfig, schema: RecordSchema) -> list[str]:
     problems += _stats_problems(config, effective, kept)
     problems += _drift_problems(config, effective, dropped)
     problems += _sequence_problems(config, kept)
+    problems += sequence_time_problems(config, effective, kept)
     problems += _audit_problems(config, effective, dropped)
     problems += _marginal_problems(config, names)
     return problems
@@ -112,7 +117,75 @@ def _sequence_problems(config: PipelineConfig, kept: set[str]) -> list[str]:
     unknown = [n for n in cfg.static_fields if n not in kept]
     if unknown:
         problems.append(f"sequence.static_fields {unknown} are not in the (redacted) schema")
+    id_field = cfg.publisher.id_field
+    if id_field is not None and id_field in kept:
+        problems.append(
+            f"sequence.publisher.id_field {id_field!r} is already a field of the stream; choose another name (or null)"
+        )
     return problems
+
+
+def sequence_time_problems(config: PipelineConfig, schema: RecordSchema, kept: set[str]) -> list[str]:
+    """The sequence time field against its type and the sample (see :func:`sequence_time_found`).
+
+    The kind/grid found in ``source.sample_file`` is logged (``config.sequence_time``, names only).
+    """
+    found, problems = sequence_time_found(config, schema, kept)
+    if found is not None:
+        _log.info("config.sequence_time", found=found.describe(), kind=found.kind, grid=found.grid, step=found.step)
+    return problems
+
+
+def sequence_time_found(config: PipelineConfig, schema: RecordSchema, kept: set[str]) -> tuple[Any, list[str]]:
+    """The :class:`~synthstream.models.sequence_time.TimeCodec` the sample gives, and the problems.
+
+    Problems, each naming the field: a boolean time field, a forced ``time_kind`` the field's
+    type cannot hold, sample values that do not read as times of the kind, derived columns
+    that are absent, not numbers, or static. The codec is ``None`` when there is no sample
+    (or no sequence section, or a problem).
+    """
+    cfg = config.sequence
+    if not cfg.enabled or not cfg.time_field or cfg.time_field not in kept:
+        return None, []
+    from synthstream.models.sequence_time import detect_time
+
+    problems: list[str] = []
+    ftype = schema.field(cfg.time_field).type
+    numeric_kinds = ("epoch_s", "epoch_ms", "epoch_us", "year", "yearmonth", "yyyymmdd", "day_index")
+    if ftype is FieldType.BOOLEAN:
+        problems.append(f"sequence.time_field {cfg.time_field!r} is boolean: it cannot hold times")
+    elif cfg.time_kind in numeric_kinds and ftype is FieldType.TIMESTAMP:
+        problems.append(f"sequence.time_kind {cfg.time_kind!r} needs a number field; {cfg.time_field!r} is a timestamp")
+    elif cfg.time_kind in ("datetime", "iso") and ftype in _NUMERIC_TYPES:
+        problems.append(
+            f"sequence.time_kind {cfg.time_kind!r} needs a timestamp or string; {cfg.time_field!r} is a number"
+        )
+    for name in cfg.derived:  # the rules' shape is checked when the config loads
+        if name not in kept:
+            problems.append(f"sequence.derived.{name}: no such field in the (redacted) schema")
+        elif schema.field(name).type not in (*_NUMERIC_TYPES, FieldType.STRING):
+            problems.append(f"sequence.derived.{name}: the field is {schema.field(name).type.value}, not a number")
+        elif name in cfg.static_fields:
+            problems.append(f"sequence.derived.{name}: a static field cannot be derived from the time")
+    sample = config.source.sample_file
+    if problems or sample is None:
+        return None, problems
+    from synthstream.connectors.files import read_table
+    from synthstream.errors import ModelError, SynthstreamError
+
+    try:
+        frame = read_table(sample, nrows=50_000)
+    except (SynthstreamError, OSError, ValueError):
+        return None, problems  # schema inference reports an unreadable sample
+    if cfg.time_field not in frame.columns:
+        return None, problems
+    entity = cfg.entity_field if cfg.mode == "entities" and cfg.entity_field in frame.columns else None
+    groups = frame[entity].factorize()[0] if entity else None
+    try:
+        found = detect_time(frame[cfg.time_field], ftype, name=cfg.time_field, kind=cfg.time_kind, groups=groups)
+    except ModelError as exc:
+        return None, [*problems, f"sequence.time_field: {exc}"]
+    return found, problems
 
 
 def _audit_problems(config: PipelineConfig, schema: RecordSchema, dropped: set[str]) -> list[str]:

@@ -295,8 +295,9 @@ async def test_a_leaky_generator_is_rejected_while_ingest_and_the_feed_keep_runn
     assert event.risks["dcr_share"] > 0.8 and event.risks["singling_out_univariate"] > 0.3
     assert any(r.startswith("singling_out_univariate risk") for r in event.reasons)
     lifecycle = [(e.model_version, e.action) for e in await harness.lifecycle()]
-    assert lifecycle == [(1, "trained"), (1, "promoted"), (2, "trained"), (2, "rejected")]
-    rejected = (await harness.lifecycle())[-1]
+    # After the rejection the scheduler says how it retries (issue 17).
+    assert lifecycle == [(1, "trained"), (1, "promoted"), (2, "trained"), (2, "rejected"), (2, "retry")]
+    rejected = (await harness.lifecycle())[-2]
     assert rejected.reason is not None and "dcr_share" in rejected.reason
     assert rejected.metrics["risk.dcr_share"] == event.risks["dcr_share"]
     stored = AuditRecord.model_validate_json(harness.registry.load_extra(2, AUDIT_ARTIFACT) or b"")

@@ -119,7 +119,8 @@ def test_distance_metrics_tell_copies_of_training_from_copies_of_control(adult) 
     assert copied.nndr_median == 0.0 and copied.identical_match_excess > 0.99
     unseen = distance_metrics(ori, ctrl, ctrl.sample(1_000, random_state=0))
     assert unseen.dcr_share < 0.01 and unseen.identical_match_share_control == 1.0
-    assert unseen.identical_match_excess == 0.0
+    # Real unseen rows equal a training row as often as the control does: no significant excess.
+    assert unseen.identical_match_excess < 0.01 and unseen.identical_match_excess_ci_low() == 0.0
 
 
 def test_attacks_report_what_could_be_built(adult) -> None:

@@ -63,7 +63,9 @@ async def test_published_sequences_keep_entity_order_and_event_time_monotonicity
     kafka: Any, names: Any, tmp_path: Path, model: SequenceGenerator
 ) -> None:
     topic = names.topic("sequences")
-    config = SequencePublisherConfig(speedup=0, entities_per_sample=8, batch_size=97, max_records=1_200)
+    config = SequencePublisherConfig(
+        speedup=0, entities_per_sample=8, batch_size=97, max_records=1_200, key_by="sequence"
+    )
     publisher, serde, records = await _publish(kafka, topic, _registry(tmp_path, model), config)
     assert publisher.published == len(records) == 1_200
     assert publisher.entities_started >= 1_200 // 40

@@ -2,9 +2,11 @@
 
 A drain reads a topic from the beginning up to the high-water marks seen when it starts
 (so it terminates on a live topic), decodes each value (Confluent Avro via the schema
-store, else JSON), and appends rows with ``_topic``, ``_partition``, ``_offset`` and
-``_timestamp_ms`` columns. Values that decode to neither are counted, never dropped
-silently, and reported in :class:`DrainReport`.
+store, else JSON), and appends rows with ``_topic``, ``_partition``, ``_offset``,
+``_timestamp_ms`` and ``_key`` (the record key as text) columns, plus ``_entity`` on topics whose
+records carry a ``synthstream-entity`` header (the sequence feed's synthetic entity id).
+Values that decode to neither are counted, never dropped silently, and reported in
+:class:`DrainReport`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from synthstream.schemas.serde import AvroDecoder, SchemaStore, decode_json_obje
 from synthstream.settings import KafkaSettings
 
 Row = dict[str, Any]
+
+#: The sequence feed's entity header (streams.sequence_publisher.HEADER_ENTITY; connectors import no streams).
+HEADER_ENTITY = "synthstream-entity"
 
 
 class Sink(Protocol):
@@ -177,6 +182,11 @@ class TopicDrain:
                     undecodable += 1
                     continue
                 row.update(_topic=rec.topic, _partition=rec.partition, _offset=rec.offset, _timestamp_ms=rec.timestamp)
+                # The key and the synthetic entity header tell sequences apart (issue 16): kept, as text.
+                row["_key"] = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+                entity = next((v for k, v in rec.headers or () if k == HEADER_ENTITY), None)
+                if entity is not None:
+                    row["_entity"] = entity.decode("utf-8", "replace")
                 rows.append(row)
             sink.write(rows)
             written += len(rows)

@@ -23,8 +23,14 @@ one-hot so a mismatch counts 1, nulls explicit):
 
 * DCR share: share of synthetic rows closer to a training row than to a control row
   (ties count half); 0.5 is ideal, 1.0 means the rows sit on the training data;
-* identical-match share: synthetic rows that equal a training row exactly, next to the
-  share that equal a control row (real data has duplicates too; the excess is the leak);
+* identical-match share: synthetic rows that equal a training row exactly, judged against
+  the same statistic for real unseen records: the share of *control* rows that equal a
+  training row (``identical_match_share_holdout``). Real data repeats (on a table of a few
+  categorical fields a third of fresh rows can equal some training row): a model that
+  generalises produces such rows as often as fresh real records do, so only the excess
+  over the control's share is a leak, reported with the lower end of its confidence
+  interval (two independent proportions, normal approximation). The share of synthetic
+  rows equal to a control row is reported too;
 * nearest-neighbour distance ratio (NNDR): distance to the nearest training row over the
   distance to the second nearest; near 0 means a synthetic row reproduces one real
   record. Reported as the median, next to the median of control rows.
@@ -68,6 +74,7 @@ __all__ = [
     "inference_risk",
     "linkability_risk",
     "singling_out_risk",
+    "univariate_query_count",
 ]
 
 FloatArray: TypeAlias = NDArray[np.float64]
@@ -313,6 +320,29 @@ def _risk(
 # ---------------------------------------------------------------------------------------------
 
 
+def univariate_query_count(syn: pd.DataFrame) -> int:
+    """How many univariate singling-out queries the synthetic table allows (an upper bound of what can be built).
+
+    anonymeter's univariate attack builds its queries from the synthetic rows alone: a value
+    held by one synthetic row, a lone null, and ``<= min`` / ``>= max`` of a numeric field,
+    each kept only if it matches exactly one synthetic row. A table of a few categorical
+    fields sampled 10,000 times has no such value: the attack is then not applicable (no
+    synthetic value singles anyone out), rather than a failure to build it.
+    """
+    total = 0
+    for name in syn.columns:
+        column = syn[name]
+        present = column.dropna()
+        total += int(column.isna().sum() == 1)
+        if len(present) == 0:
+            continue
+        counts = present.value_counts()
+        total += int((counts == 1).sum())
+        if column.dtype.kind == "f":
+            total += int(counts.loc[present.min()] == 1) + int(counts.loc[present.max()] == 1)
+    return total
+
+
 def singling_out_risk(
     ori: pd.DataFrame,
     syn: pd.DataFrame,
@@ -334,6 +364,12 @@ def singling_out_risk(
         return _not_built(name, "singling_out", n_attacks, f"needs at least {n_cols} audited fields")
     if min(len(ori), len(syn), len(control)) == 0:
         return _not_built(name, "singling_out", n_attacks, "no records to attack")
+    if mode == "univariate":
+        allowed = univariate_query_count(syn)
+        if allowed == 0:
+            why = "no synthetic value singles out a row: the attack does not apply (0 queries allowed)"
+            return _not_built(name, "singling_out", 0, why)
+        n_attacks = min(n_attacks, allowed)
     with _fail_closed(name), _stable_singling_out(), _captured() as notes:
         evaluator = SinglingOutEvaluator(
             ori=ori,
@@ -453,16 +489,39 @@ class DistanceMetrics:
     dcr_median: float
     dcr_median_control: float
     rows: int
+    #: Control (real, unseen) rows equal to a training row: what a model that generalises reproduces anyway.
+    identical_match_share_holdout: float = 0.0
+    #: Synthetic rows compared (the sample size of ``identical_match_share``).
+    synthetic_rows: int = 0
+    #: Control rows compared (the sample size of ``identical_match_share_holdout``).
+    holdout_rows: int = 0
 
     @property
     def identical_match_excess(self) -> float:
-        """Exact copies of training rows beyond the exact copies of control rows (the leak)."""
-        return max(0.0, self.identical_match_share - self.identical_match_share_control)
+        """Synthetic copies of training rows beyond the share of real unseen rows equal to a training row."""
+        return max(0.0, self.identical_match_share - self.identical_match_share_holdout)
 
-    def as_dict(self) -> dict[str, float]:
-        """Every measure by name, plus ``identical_match_excess``."""
-        out = {k: float(v) for k, v in asdict(self).items() if k != "rows"}
+    def identical_match_excess_ci_low(self, confidence_level: float = 0.95) -> float:
+        """Lower end of the excess's confidence interval (two independent proportions, normal approximation).
+
+        The control's share is measured on a few hundred rows on a small table: its sampling
+        error (±0.05 at 400 rows and a share of 0.3) dwarfs a ceiling of 0.01, so the gate
+        fails a version only when the excess is significant.
+        """
+        from scipy.stats import norm
+
+        p1, n1 = self.identical_match_share, max(1, self.synthetic_rows)
+        p2, n2 = self.identical_match_share_holdout, max(1, self.holdout_rows)
+        z = float(norm.ppf(0.5 + confidence_level / 2))
+        se = float(np.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2))
+        return max(0.0, (p1 - p2) - z * se)
+
+    def as_dict(self, confidence_level: float = 0.95) -> dict[str, float]:
+        """Every measure by name, plus ``identical_match_excess`` and the lower end of its CI."""
+        skip = {"rows", "synthetic_rows", "holdout_rows"}
+        out = {k: float(v) for k, v in asdict(self).items() if k not in skip}
         out["identical_match_excess"] = self.identical_match_excess
+        out["identical_match_excess_ci_low"] = self.identical_match_excess_ci_low(confidence_level)
         return out
 
 
@@ -527,14 +586,27 @@ def _nndr(distances: FloatArray) -> FloatArray:
     return np.asarray(ratio, dtype=np.float64)
 
 
-def distance_metrics(training: pd.DataFrame, control: pd.DataFrame, synthetic: pd.DataFrame) -> DistanceMetrics:
+def distance_metrics(
+    training: pd.DataFrame,
+    control: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    *,
+    all_training: pd.DataFrame | None = None,
+    all_control: pd.DataFrame | None = None,
+) -> DistanceMetrics:
     """DCR share, identical-match shares and NNDR of ``synthetic`` (frames from :func:`attack_frame`).
 
     ``training`` and ``control`` should be samples of the same size, so a synthetic row
     that learned nothing specific is equally likely to sit closer to either (share 0.5).
+    The identical-match shares of synthetic rows and of real control rows are both taken
+    against ``all_training`` (every record the model saw; default ``training``), the
+    control's over ``all_control`` (default ``control``): a synthetic row drawn from the
+    population equals a training row exactly as often as a fresh real row does.
     """
     if len(training) == 0 or len(control) == 0 or len(synthetic) == 0:
         raise ValueError("distance metrics need non-empty training, control and synthetic frames")
+    reference = training if all_training is None or len(all_training) == 0 else all_training
+    unseen = control if all_control is None or len(all_control) == 0 else all_control
     encoder = _MixedEncoder(pd.concat([training, control], ignore_index=True))
     train_x, control_x, syn_x = encoder.transform(training), encoder.transform(control), encoder.transform(synthetic)
     # Rounding: the same row encodes to the same vector, but BLAS distances carry ~1e-8 noise.
@@ -543,11 +615,12 @@ def distance_metrics(training: pd.DataFrame, control: pd.DataFrame, synthetic: p
     control_to_train = np.round(_nearest(train_x, control_x, 2), 9)
     d_train, d_control = syn_to_train[:, 0], syn_to_control[:, 0]
     dcr_share = float(np.mean(d_train < d_control) + 0.5 * np.mean(d_train == d_control))
-    train_hashes = set(_row_hashes(training).tolist())
+    train_hashes = set(_row_hashes(reference).tolist())
     control_hashes = set(_row_hashes(control).tolist())
     syn_hashes = _row_hashes(synthetic).tolist()
     identical = float(np.mean([h in train_hashes for h in syn_hashes]))
     identical_control = float(np.mean([h in control_hashes for h in syn_hashes]))
+    identical_holdout = float(np.mean([h in train_hashes for h in _row_hashes(unseen).tolist()]))
     return DistanceMetrics(
         dcr_share=dcr_share,
         identical_match_share=identical,
@@ -557,4 +630,7 @@ def distance_metrics(training: pd.DataFrame, control: pd.DataFrame, synthetic: p
         dcr_median=float(np.median(d_train)),
         dcr_median_control=float(np.median(control_to_train[:, 0])),
         rows=len(training),
+        identical_match_share_holdout=identical_holdout,
+        synthetic_rows=len(synthetic),
+        holdout_rows=len(unseen),
     )

@@ -396,6 +396,12 @@ def _features_accuracy(x: FloatArray, y: FloatArray, seed: int) -> float:
     from sklearn.model_selection import train_test_split
 
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
+    # A summary with no finite value in the training split (e.g. a field null in every short
+    # window) carries no signal, and scikit-learn's binning fails on it: leave it out.
+    informative = np.isfinite(x_tr).any(axis=0)
+    if not informative.any():
+        return 0.5
+    x_tr, x_te = x_tr[:, informative], x_te[:, informative]
     clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
     clf.fit(x_tr, y_tr)
     return float((clf.predict(x_te) == y_te).mean())

@@ -50,6 +50,7 @@ __all__ = [
     "check_min_count",
     "frequent",
     "other_shape",
+    "silent_text_fields",
     "supported_bounds",
     "supported_quantiles",
     "warn_dropped",
@@ -364,3 +365,24 @@ def _plain_word(token: str) -> bool:
 def warn_dropped(field: str, reason: str) -> None:
     """Log that a free-text field is generated without content (names the field, never a value)."""
     _log.warning("generator.free_text_dropped", field=field, reason=reason)
+
+
+def silent_text_fields(
+    columns: dict[str, list[Any]], text_fields: Sequence[str], training: Sequence[dict[str, Any]]
+) -> list[str]:
+    """Free-text fields a fitted generator produces no content for although training had some.
+
+    Whatever the generator (a DP model learns no text; a vocabulary can come out empty),
+    a user must be told, not handed a column of nulls: the trainer turns this into a warning
+    and names the fields on the ``trained`` event. ``columns`` is a synthetic sample by field.
+    """
+
+    def empty(value: Any) -> bool:
+        return value is None or (isinstance(value, str) and not value.strip())
+
+    silent = []
+    for name in text_fields:
+        had_content = any(not empty(row.get(name)) for row in training)
+        if had_content and all(empty(v) for v in columns.get(name, [])):
+            silent.append(name)
+    return silent

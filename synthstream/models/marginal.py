@@ -11,7 +11,8 @@ numeric fields come back from their bins (:class:`~synthstream.models.encoding.B
   model. Candidates are limited by the model size the spent budget allows.
 * :class:`MSTGenerator` — MST (McKenna, Miklau & Sheldon, JPC 2021): 1-way marginals, the
   domain compressed to cells whose noisy count clears 3σ, a maximum spanning tree of pairs
-  picked with the exponential mechanism on their L1 error, the tree's 2-way marginals.
+  picked with the exponential mechanism on their L1 error (against the independent model of the
+  1-way measurements, fitted in closed form), the tree's 2-way marginals.
 * :class:`StreamMarginalGenerator` — the from-the-stream mode: the noisy 1- and 2-way
   marginals the windowed statistics already released for the last ``last_windows`` windows
   (:meth:`~synthstream.privacy.ledger.PrivacyLedger.marginals`), summed over the windows
@@ -20,8 +21,13 @@ numeric fields come back from their bins (:class:`~synthstream.models.encoding.B
 
 Privacy (AIM/MST): every measurement is a :class:`~synthstream.privacy.mechanisms.GaussianMechanism`
 release (OpenDP's discrete Gaussian, ρ-zCDP, L2 sensitivity 1 per record); every selection is
-OpenDP's noisy max (ε²/8-zCDP). Domains are declared or learned with DP (a share of the fit's
-ρ). Learned labels must also clear ``min_count`` on their *noisy* count (post-processing, so
+OpenDP's noisy max (ε²/8-zCDP). Domains are declared or learned with DP: ``domain_share``
+(35 % by default, when no domain is declared) of the fit's ρ and 1 % of its δ, split and thresholded as
+:mod:`synthstream.models.dp_domain` states (the threshold τ, σ and the count a value needs are
+in the fit's ``domain_report_``). The learned labels' noisy counts are already a release of
+each categorical field's 1-way marginal: the model uses them as extra 1-way measurements
+(``domain_measurements_``, post-processing, free), so the domain share is not lost to the
+model. Learned labels must also clear ``min_count`` on their *noisy* count (post-processing, so
 free: a rare value is suppressed even when a generous budget lowers OpenDP's threshold);
 declared labels are public by declaration. Free text is never learned by a DP model (it is
 generated null or empty, with a warning). Before measuring, the fit checks the composed model
@@ -31,7 +37,8 @@ one ``charge`` with the fit's stable key, before the model leaves the process.
 
 Reproducibility: DP noise comes from the OS (OpenDP) and is not reproducible by design; the
 estimation and sampling after it are: :meth:`AIMGenerator.fit_measurements` refits from the
-recorded :attr:`measurements_` and, with the same seed, gives the same model and samples.
+recorded :attr:`measurements_` (with :attr:`domain_measurements_` before them, as the fit
+used both) and, with the same seed, gives the same model and samples.
 The from-the-stream model is fully reproducible from the ledger.
 """
 
@@ -49,7 +56,7 @@ from numpy.typing import NDArray
 from synthstream.errors import ModelError, NotFittedError
 from synthstream.log import get_logger
 from synthstream.models.dp_budget import DPContext, ModelAccountant, noisy_argmax
-from synthstream.models.dp_domain import DomainPlan, check_domains, learn_attributes, ledger_attributes
+from synthstream.models.dp_domain import DomainPlan, check_domains, learn_domains, ledger_attributes
 from synthstream.models.encoding import (
     BinCodec,
     LabelCodec,
@@ -222,6 +229,8 @@ class _Measurer:
         self.sizes = dict(sizes)
         self.releases: list[Release] = []
         self.rho = 0.0
+        #: Measurements already paid for elsewhere (the DP domain's noisy label counts): used, not charged.
+        self.free: list[Measurement] = []
 
     def exact(self, clique: tuple[str, ...]) -> FloatArray:
         return marginal_counts(self.tokens, self.columns, self.sizes, clique)
@@ -257,6 +266,7 @@ class _BudgetedModel(_MarginalModel):
         bounds: Mapping[str, tuple[float, float]] | None,
         labels: Mapping[str, Sequence[str]] | None,
         min_count: int = DEFAULT_MIN_COUNT,
+        adaptive_bins: bool = False,
     ) -> None:
         super().__init__(seed, iters)
         if dp is None:
@@ -267,6 +277,12 @@ class _BudgetedModel(_MarginalModel):
         if not 0 <= domain_share < 1:
             raise ValueError(f"domain_share must be in [0, 1); got {domain_share!r}")
         self.domain_share = float(domain_share)
+        #: Share of the fit's δ the learned labels' thresholds may spend (the rest converts ρ to ε).
+        self.domain_delta_share = 0.01
+        #: Size numeric bins to the budget and a DP record count (dp_domain.quantile_levels); off by default.
+        self.adaptive_bins = bool(adaptive_bins)
+        self.domain_report_: dict[str, Any] = {}
+        self.domain_measurements_: list[Measurement] = []
         self.bounds = dict(bounds or {})
         self.labels = {k: list(v) for k, v in (labels or {}).items()}
         self.min_count = check_min_count(min_count)
@@ -298,8 +314,9 @@ class _BudgetedModel(_MarginalModel):
             labels=self.labels,
             max_categories=self.max_categories,
             min_count=self.min_count,
+            adaptive_bins=self.adaptive_bins,
         )
-        domain_delta = context.delta / 100 if plan.learned else 0.0
+        domain_delta = context.delta * self.domain_delta_share if plan.learned else 0.0
         prior = ledger.key_spend(context.stream, context.scope, context.unit, context.key)
         if prior is not None:
             # A retry of a fit whose spend is recorded (its model was never published): redo it within that spend.
@@ -310,12 +327,22 @@ class _BudgetedModel(_MarginalModel):
             target = min(before + context.epsilon_per_fit, context.epsilon)
             rho = _rho_for(accountant, context, target, domain_delta)
             accountant.check(context, rho=rho, delta=domain_delta)
-        domain_rho = rho * self.domain_share if plan.paid else 0.0
-        attributes, points, domain_releases = learn_attributes(frame, plan, rho=domain_rho, delta=domain_delta)
-        check_domains(fields, attributes)
+        domain_rho = rho * self.domain_share * plan.paid_fraction()
+        learned = learn_domains(frame, plan, rho=domain_rho, delta=domain_delta)
+        attributes, points, domain_releases = learned.attributes, learned.points, learned.releases
+        self.domain_report_ = {
+            "rho_share": self.domain_share * plan.paid_fraction(),
+            "delta_share": self.domain_delta_share if plan.learned else 0.0,
+            "rho": domain_rho,
+            "delta": domain_delta,
+            "fields": learned.report,
+        }
+        check_domains(fields, attributes, learned.report)
         codecs = [codec_from_attribute(f, a, points.get(f.name, ())) for f, a in zip(fields, attributes, strict=True)]
         tokens = encode_frame(codecs, frame)
         measurer = _Measurer(tokens, [c.name for c in codecs], {c.name: c.size for c in codecs})
+        measurer.free = _label_measurements(codecs, learned.label_counts, learned.report)
+        self.domain_measurements_ = list(measurer.free)
         report(0.05, "domains learned")
         spent_domain = sum(r.spend.rho for r in domain_releases)
         self._measure_and_fit(measurer, schema, codecs, rho - spent_domain, report)
@@ -348,6 +375,30 @@ class _BudgetedModel(_MarginalModel):
         self, measurer: _Measurer, schema: RecordSchema, codecs: Sequence[Codec], rho: float, report: Progress
     ) -> None:
         raise NotImplementedError
+
+
+def _label_measurements(
+    codecs: Sequence[Codec], counts: Mapping[str, Mapping[str, int]], report: Mapping[str, Mapping[str, Any]]
+) -> list[Measurement]:
+    """The DP domain's noisy label counts as 1-way measurements (free: the release is already charged).
+
+    The stability histogram released each kept label's count plus discrete-Gaussian noise of std
+    ``sigma``: a measurement of those cells of the field's 1-way marginal. The other cells
+    (``__other__``, ``__null__``) were not released: weight 0, so they add nothing to the loss.
+    """
+    out = []
+    for codec in codecs:
+        released = counts.get(codec.name)
+        if not released or not isinstance(codec, LabelCodec):
+            continue
+        values = np.zeros(codec.size, dtype=np.float64)
+        weights = np.zeros(codec.size, dtype=np.float64)
+        for i, label in enumerate(codec.attribute.labels):
+            if label in released:
+                values[i] = float(released[label])
+                weights[i] = 1.0
+        out.append(Measurement((codec.name,), values, float(report[codec.name]["sigma"]), weights))
+    return out
 
 
 def _rho_for(accountant: ModelAccountant, context: DPContext, target: float, extra_delta: float) -> float:
@@ -383,6 +434,8 @@ class AIMGenerator(_BudgetedModel):
         bounds / labels: declared numeric bounds and categorical domains (cheaper, exact).
         max_categories: most learned labels per categorical field.
         min_count: k; a learned label whose *noisy* count is below it is dropped (post-processing).
+        adaptive_bins: fewer numeric bins when the budget cannot place outer quantiles (opt-in;
+            see :func:`~synthstream.models.dp_domain.quantile_levels`).
     """
 
     name: ClassVar[str] = "aim"
@@ -399,11 +452,12 @@ class AIMGenerator(_BudgetedModel):
         max_model_size: float = 8.0,
         round_iters: int = 200,
         iters: int = 1_000,
-        domain_share: float = 0.1,
+        domain_share: float = 0.35,
         bounds: Mapping[str, tuple[float, float]] | None = None,
         labels: Mapping[str, Sequence[str]] | None = None,
         max_categories: int = 100,
         min_count: int = DEFAULT_MIN_COUNT,
+        adaptive_bins: bool = False,
     ) -> None:
         super().__init__(
             seed,
@@ -415,6 +469,7 @@ class AIMGenerator(_BudgetedModel):
             bounds=bounds,
             labels=labels,
             min_count=min_count,
+            adaptive_bins=adaptive_bins,
         )
         self.degree = check_int("degree", degree, 1, 5)
         self.max_cells = check_int("max_cells", max_cells, 1, 10**9)
@@ -454,7 +509,8 @@ class AIMGenerator(_BudgetedModel):
         sigma = math.sqrt(rounds / (2 * 0.9 * rho))
         epsilon = math.sqrt(8 * 0.1 * rho / rounds)
         measurements = [measurer.measure((c,), 0.5 / sigma**2, "aim:1way") for c in columns]
-        model = estimate(columns, sizes, measurements, iters=self.round_iters)
+        prior = measurer.free
+        model = estimate(columns, sizes, [*prior, *measurements], iters=self.round_iters)
         answers = {cl: measurer.exact(cl) for cl in candidates}
         terminate = False
         t = 0
@@ -484,14 +540,16 @@ class AIMGenerator(_BudgetedModel):
             pick = names[measurer.select(scores, epsilon**2 / 8, max(small.values()), f"aim:select:{t}")]
             before = current[pick]
             measurements.append(measurer.measure(pick, 0.5 / sigma**2, f"aim:round{t}"))
-            model = estimate(columns, sizes, measurements, iters=self.round_iters, potentials=model.potentials)
+            model = estimate(
+                columns, sizes, [*prior, *measurements], iters=self.round_iters, potentials=model.potentials
+            )
             after = model_marginal(model, pick)
             if np.abs(after - before).sum() <= sigma * math.sqrt(2 / math.pi) * domain.size(pick):
                 sigma /= 2  # the measurement no longer moved the model: measure more precisely
                 epsilon *= 2
             report(min(0.95, 0.05 + 0.9 * measurer.rho / rho), f"round {t}")
         self.rounds_ = t
-        model = estimate(columns, sizes, measurements, iters=self.iters, potentials=model.potentials)
+        model = estimate(columns, sizes, [*prior, *measurements], iters=self.iters, potentials=model.potentials)
         self._finish(model, measurements, schema, codecs, {}, [])
 
 
@@ -523,12 +581,13 @@ class MSTGenerator(_BudgetedModel):
         dp: DPContext | None = None,
         bins: int = 32,
         iters: int = 1_000,
-        domain_share: float = 0.1,
+        domain_share: float = 0.35,
         bounds: Mapping[str, tuple[float, float]] | None = None,
         labels: Mapping[str, Sequence[str]] | None = None,
         max_categories: int = 100,
         compress: bool = True,
         min_count: int = DEFAULT_MIN_COUNT,
+        adaptive_bins: bool = False,
     ) -> None:
         super().__init__(
             seed,
@@ -540,6 +599,7 @@ class MSTGenerator(_BudgetedModel):
             bounds=bounds,
             labels=labels,
             min_count=min_count,
+            adaptive_bins=adaptive_bins,
         )
         self.compress = bool(compress)
 
@@ -555,22 +615,25 @@ class MSTGenerator(_BudgetedModel):
         ones = [measurer.measure((c,), third / d, "mst:1way") for c in columns]
         sizes = dict(measurer.sizes)
         expand: dict[str, list[IntArray]] = {}
+        free = measurer.free
         if self.compress:
             measurer, ones, expand = _compress(measurer, ones)
             sizes = dict(measurer.sizes)
+            free = [_remap(m, expand[m.clique[0]]) for m in free]
         report(0.3, "1-way measured")
-        edges = self._select(measurer, ones, third) if d > 1 else []
+        edges = self._select(measurer, [*free, *ones], third) if d > 1 else []
         report(0.6, "tree selected")
         twos = [measurer.measure(e, third / len(edges), "mst:2way") for e in edges] if edges else []
-        self.fit_measurements([*ones, *twos], schema, codecs, expand=expand, sizes=sizes)
+        model = estimate([c.name for c in codecs], sizes, [*free, *ones, *twos], iters=self.iters)
+        self._finish(model, [*ones, *twos], schema, codecs, expand, [])
 
     def _select(self, measurer: _Measurer, ones: Sequence[Measurement], rho: float) -> list[tuple[str, str]]:
         import networkx as nx
 
         columns = measurer.columns
-        model = estimate(columns, measurer.sizes, ones, iters=self.iters)
+        singles, total = _independent_marginals(ones, measurer.sizes)
         pairs = list(itertools.combinations(columns, 2))
-        current = model_marginals(model, pairs)
+        current = {(a, b): np.outer(singles[a], singles[b]).ravel() / total for a, b in pairs}
         weights = {(a, b): float(np.abs(measurer.exact((a, b)) - current[a, b]).sum()) for a, b in pairs}
         graph = nx.Graph()
         graph.add_nodes_from(columns)
@@ -592,6 +655,61 @@ class MSTGenerator(_BudgetedModel):
             edges.append(pick)
             graph.add_edge(*pick)
         return edges
+
+
+def _independent_marginals(
+    measurements: Sequence[Measurement], sizes: Mapping[str, int]
+) -> tuple[dict[str, FloatArray], float]:
+    """The L2 fit of a model of independent fields to 1-way measurements, in closed form, and its total.
+
+    What mirror descent on those measurements converges to, without compiling a model (which, with
+    60 fields, took most of MST's time): each cell's measurements combine by inverse variance
+    (a cell of weight w measured y with std σ estimates y / w with std σ / w); the record count is
+    the inverse-variance mean of the fully measured fields' sums; each field's cells are then the
+    weighted projection onto {x >= 0, sum x = total}. Unmeasured cells share what is left.
+    """
+    num = {a: np.zeros(sizes[a]) for a in sizes}
+    prec = {a: np.zeros(sizes[a]) for a in sizes}
+    for m in measurements:
+        (attr,) = m.clique
+        w = np.ones(len(m.values)) if m.weights is None else np.asarray(m.weights, dtype=np.float64)
+        num[attr] += w * np.asarray(m.values, dtype=np.float64) / m.stddev**2
+        prec[attr] += w**2 / m.stddev**2
+    estimates, weights = [], []
+    for attr in sizes:
+        if len(prec[attr]) and (prec[attr] > 0).all():
+            estimates.append(float((num[attr] / prec[attr]).sum()))
+            weights.append(1.0 / float((1.0 / prec[attr]).sum()))
+    total = max(float(np.dot(estimates, weights) / np.sum(weights)) if estimates else 1.0, 1.0)
+    out = {}
+    for attr in sizes:
+        seen = prec[attr] > 0
+        y = np.where(seen, num[attr] / np.where(seen, prec[attr], 1.0), 0.0)
+        x = np.zeros(sizes[attr])
+        kept = np.maximum(y, 0.0)
+        if (~seen).any() and kept[seen].sum() <= total:
+            x[seen] = kept[seen]
+            x[~seen] = (total - kept[seen].sum()) / (~seen).sum()
+        else:
+            lo, hi = -total * 1e6, total * 1e6  # sum(max(0, y - λ / p)) decreases in λ
+            for _ in range(100):
+                lam = (lo + hi) / 2
+                mass = np.maximum(0.0, y[seen] - lam / prec[attr][seen]).sum()
+                lo, hi = (lam, hi) if mass > total else (lo, lam)
+            x[seen] = np.maximum(0.0, y[seen] - hi / prec[attr][seen])
+        out[attr] = x * (total / max(x.sum(), 1e-12))
+    return out, total
+
+
+def _remap(m: Measurement, groups: Sequence[IntArray]) -> Measurement:
+    """A weighted 1-way measurement moved onto a compressed domain: merged cells are left unmeasured."""
+    weights = m.weights if m.weights is not None else np.ones(len(m.values))
+    values = np.zeros(len(groups), dtype=np.float64)
+    new_weights = np.zeros(len(groups), dtype=np.float64)
+    for j, group in enumerate(groups):
+        if len(group) == 1:
+            values[j], new_weights[j] = m.values[group[0]], weights[group[0]]
+    return Measurement(m.clique, values, m.stddev, new_weights)
 
 
 def _compress(

@@ -169,16 +169,18 @@ def model_marginal(model: Any, clique: Clique) -> FloatArray:
 def model_marginals(model: Any, cliques: Sequence[Clique]) -> dict[Clique, FloatArray]:
     """The model's marginals over many ``cliques`` by variable elimination in numpy.
 
-    ``einsum`` over the exponentiated potentials (each shifted by its maximum, a constant that
-    normalisation removes) with a greedy contraction path is exact variable elimination; unlike
-    mbi's jax version it compiles nothing, which matters when the model changes every AIM round.
+    Exact variable elimination over the exponentiated potentials (each shifted by its maximum,
+    a constant that normalisation removes), restricted to the potentials connected to the
+    clique (the others only scale the result). Unlike mbi's jax version it compiles nothing,
+    which matters when the model changes every AIM round; unlike one ``np.einsum`` over all
+    potentials it has no limit on the number of attributes (``einsum`` has 52 subscripts).
     """
     potentials = model.potentials
-    letters = {a: _letter(i) for i, a in enumerate(model.domain.attrs)}
-    operands: list[Any] = []
+    factors: list[_Factor] = []
     for factor in potentials.arrays.values():
         values = np.asarray(factor.values, dtype=np.float64)
-        operands += [np.exp(values - values.max()), [letters[a] for a in factor.domain.attrs]]
+        factors.append((tuple(factor.domain.attrs), np.exp(values - values.max())))
+    sizes = {a: int(model.domain[a]) for a in model.domain.attrs}
     total = float(model.total)
     out: dict[Clique, FloatArray] = {}
     for clique in cliques:
@@ -186,15 +188,70 @@ def model_marginals(model: Any, cliques: Sequence[Clique]) -> dict[Clique, Float
         if potentials.supports(clique):
             out[clique] = np.asarray(model.project(clique).datavector(), dtype=np.float64)
             continue
-        result = np.einsum(*operands, [letters[a] for a in clique], optimize="greedy")
-        values = np.asarray(result, dtype=np.float64).ravel()
+        values = _eliminate(factors, clique, sizes).ravel()
         out[clique] = values * (total / values.sum())
     return out
 
 
-def _letter(i: int) -> int:
-    """Subscript of attribute ``i`` in ``einsum``'s sublist form (integers)."""
-    return i
+#: A factor of the elimination: its attributes and a table with one axis per attribute, in that order.
+_Factor: TypeAlias = tuple[tuple[str, ...], FloatArray]
+
+
+def _eliminate(factors: Sequence[_Factor], keep: Clique, sizes: Mapping[str, int]) -> FloatArray:
+    """Unnormalised marginal over ``keep`` (axes in ``keep``'s order) of the product of ``factors``.
+
+    Only factors connected to ``keep`` through shared attributes are used; variables are summed
+    out one at a time, the one whose factors span the fewest cells first (greedy min-size order),
+    each intermediate rescaled by its maximum so long products never underflow.
+    """
+    reach = set(keep)
+    relevant: list[_Factor] = []
+    pending = list(factors)
+    grew = True
+    while grew:
+        grew = False
+        rest = []
+        for f in pending:
+            if reach.intersection(f[0]):
+                relevant.append(f)
+                reach.update(f[0])
+                grew = True
+            else:
+                rest.append(f)
+        pending = rest
+    keep_set = set(keep)
+    hidden = {a for attrs, _ in relevant for a in attrs} - keep_set
+    while hidden:
+        costs = {v: _span(relevant, v, sizes) for v in hidden}
+        var = min(sorted(hidden), key=costs.__getitem__)
+        touching = [f for f in relevant if var in f[0]]
+        relevant = [f for f in relevant if var not in f[0]]
+        union = tuple(dict.fromkeys(a for attrs, _ in touching for a in attrs))
+        table = _product(touching, union, sizes).sum(axis=union.index(var))
+        table = table / max(float(table.max()), 1e-300)
+        relevant.append((tuple(a for a in union if a != var), table))
+        hidden.discard(var)
+    return _product(relevant, tuple(keep), sizes)
+
+
+def _span(factors: Sequence[_Factor], var: str, sizes: Mapping[str, int]) -> float:
+    """Cells of the table that summing out ``var`` builds (the product of the factors holding it)."""
+    union = {a for attrs, _ in factors if var in attrs for a in attrs}
+    return float(np.prod([sizes[a] for a in union]))
+
+
+def _product(factors: Sequence[_Factor], attrs: Clique, sizes: Mapping[str, int]) -> FloatArray:
+    """The product of ``factors`` as a table over ``attrs`` (broadcast; attributes no factor holds are uniform)."""
+    out = np.ones([sizes[a] for a in attrs], dtype=np.float64)
+    position = {a: i for i, a in enumerate(attrs)}
+    for names, table in factors:
+        order = sorted(range(len(names)), key=lambda i: position[names[i]])
+        moved = np.transpose(table, order) if order != list(range(len(names))) else table
+        shape = [1] * len(attrs)
+        for i in order:
+            shape[position[names[i]]] = sizes[names[i]]
+        out = out * moved.reshape(shape)
+    return out
 
 
 class _Plan:

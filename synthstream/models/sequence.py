@@ -18,6 +18,19 @@ cut by calendar ``period``: station x day, card x week) and ordered by ``time_fi
 * identifiers and free text other than the entity field: our copula, per event,
   independently of the sequence (fresh identifier shapes, never copied values).
 
+Time (:mod:`synthstream.models.sequence_time`): the time field's kind (datetime, ISO string,
+epoch s/ms/us, integer year / year-month / yyyymmdd / day index) and calendar grid (yearly ...
+hourly, irregular) are learned from the data and kept: output timestamps lie on the grid and
+the field keeps its own type (an int year stays an int year). The network's time features
+include the step's absolute position in the observed span, so a level or trend tied to the date
+is learned (weekly series with a trend, 26-week windows: window level vs start date correlation
+0.98 real, 0.98 synthetic; 0.15 without that feature). Calendar columns tied to the timestamp
+(``year == ts.year``, an ``age`` advancing with the year) are declared or detected and enforced
+on output; dynamic fields constant within most entities (``quasi_static_share``) repeat their
+previous value unless a change fires at the learned per-step rate. By default samples stay
+inside the observed span (starts drawn from the learned start distribution, events cut at its
+end).
+
 Backbone choice, measured on Beijing air quality (626 station-weeks, 105,192 events; 40
 epochs, batch 128, learning rate 0.01, one CPU thread; metrics of
 :mod:`synthstream.evaluation.timeseries` on 626 sampled entities; one run each):
@@ -98,6 +111,16 @@ from synthstream.models.sequence_codecs import (
     to_epoch_us,
 )
 from synthstream.models.sequence_nn import Backbone, FieldLayout, SequenceNet, gru_state_names
+from synthstream.models.sequence_time import (
+    TIME_KINDS,
+    DerivedRule,
+    TimeCodec,
+    TimeTrend,
+    apply_derived,
+    derived_rules,
+    detect_time,
+)
+from synthstream.models.sequence_time import detect_derived as _detect_derived
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
 __all__ = [
@@ -120,6 +143,7 @@ Record = dict[str, Any]
 
 _NUMERIC_TYPES = (FieldType.LONG, FieldType.DOUBLE, FieldType.TIMESTAMP)
 _SIDE_ROLES = (FieldRole.IDENTIFIER, FieldRole.FREE_TEXT)
+_TREND_R2 = 0.5  # a numeric field's level follows absolute time when a trend explains this share of variance
 _DP_SCOPE = "network weights (DP-SGD); encoders, arrival model and static copula are fitted without noise"
 _log = get_logger("models.sequence")
 
@@ -151,6 +175,8 @@ class SyntheticSequence:
     start: datetime
     static: dict[str, Any]
     events: list[Record] = field(default_factory=list)
+    #: each event's time as epoch microseconds (the time field itself keeps its own type: an int year, a date string)
+    times_us: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -175,6 +201,19 @@ def _choice(name: str, value: Any, choices: Sequence[str]) -> Any:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
     return value
+
+
+def _check_zone(zone: str | None) -> str | None:
+    """An IANA zone name that this machine's tz database knows, or None."""
+    if zone is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone must be an IANA zone name such as 'America/New_York'; got {zone!r}") from None
+    return zone
 
 
 def resolve_device(device: str) -> torch.device:
@@ -214,7 +253,7 @@ class SequenceGenerator:
         Field naming the entity a record belongs to; ``None`` treats all records as one
         long series (cut into ``train_length`` chunks for training).
     time_field:
-        Event-time field (timestamp, or numeric epoch seconds).
+        Event-time field, of any kind :func:`~synthstream.models.sequence_time.detect_time` reads.
     static_fields:
         Fields constant per entity (may include ``entity_field``, e.g. a station name,
         which then comes back as sampled rather than as a fresh id).
@@ -246,6 +285,18 @@ class SequenceGenerator:
         (the small per-step kernels spin waiting for a busy sibling core).
     dp_noise_multiplier, dp_target_epsilon, dp_delta, dp_max_grad_norm:
         DP-SGD: give a noise multiplier or a target epsilon (not both) to train privately.
+    time_kind:
+        ``auto`` (detected) or a forced kind of :data:`~synthstream.models.sequence_time.TIME_KINDS`.
+    derived:
+        Declared calendar columns: ``{year: "year", age: {"advance_with": "year"}}``.
+    detect_derived:
+        Also detect exact calendar relations (>= 99.9 % of training rows).
+    timezone:
+        IANA zone the calendar columns are written in (None: UTC, and a zone is searched for
+        when local columns do not match UTC).
+    quasi_static_share:
+        Dynamic fields constant within at least this share of multi-event entities repeat
+        their previous value unless a change fires (learned rate); 0 turns it off.
 
     Examples
     --------
@@ -284,6 +335,11 @@ class SequenceGenerator:
         dp_max_grad_norm: float = 1.0,
         threads: int | None = None,
         min_count: int = DEFAULT_MIN_COUNT,
+        time_kind: str = "auto",
+        derived: Mapping[str, Any] | None = None,
+        detect_derived: bool = True,
+        quasi_static_share: float = 0.95,
+        timezone: str | None = None,
     ) -> None:
         if not time_field:
             raise ValueError("time_field must be a field name")
@@ -318,7 +374,21 @@ class SequenceGenerator:
         self.dp_max_grad_norm = float(_check_float("dp_max_grad_norm", dp_max_grad_norm, 0.0, 1e6) or 0.0)
         self.threads = None if threads is None else check_int("threads", threads, 1, 1024)
         self.min_count = check_min_count(min_count)
+        self.time_kind = _choice("time_kind", time_kind, TIME_KINDS)
+        self.timezone = _check_zone(timezone)
+        self.derived: dict[str, Any] = dict(derived or {})
+        self._declared = derived_rules(self.derived, self.timezone)
+        if any(r.field in (time_field, entity_field) for r in self._declared):
+            raise ValueError("derived fields cannot be the time or entity field")
+        self.detect_derived = bool(detect_derived)
+        if isinstance(quasi_static_share, bool) or not 0.0 <= quasi_static_share <= 1.0:
+            raise ValueError(f"quasi_static_share must be a number in [0, 1]; got {quasi_static_share!r}")
+        self.quasi_static_share = float(quasi_static_share)
         # fitted state
+        self._time: TimeCodec | None = None
+        self._derived_rules: list[DerivedRule] = []
+        self._sticky: dict[str, float] = {}  # quasi-static field -> per-step change probability
+        self._trends: dict[str, TimeTrend] = {}  # numeric field -> its level as a function of absolute time
         self._schema: RecordSchema | None = None
         self._layout: list[FieldLayout] = []
         self._specs: list[FieldSpec] = []
@@ -359,6 +429,26 @@ class SequenceGenerator:
         return self._schema
 
     @property
+    def time_codec(self) -> TimeCodec | None:
+        """The fitted time field's kind, grid and observed span (``None`` before fit)."""
+        return self._time
+
+    @property
+    def derived_rules_(self) -> list[DerivedRule]:
+        """Calendar relations enforced on output (declared, then detected)."""
+        return list(self._derived_rules)
+
+    @property
+    def quasi_static_(self) -> dict[str, float]:
+        """Quasi-static dynamic fields and their learned per-step change probability."""
+        return dict(self._sticky)
+
+    @property
+    def n_entities_(self) -> int:
+        """Sequences in the last fit's training data."""
+        return int(self.fit_report_.get("sequences", 0))
+
+    @property
     def mean_length(self) -> float:
         """Mean events per entity in the training data."""
         return self._arrival.mean_length
@@ -391,6 +481,11 @@ class SequenceGenerator:
             "dp_max_grad_norm": self.dp_max_grad_norm,
             "threads": self.threads,
             "min_count": self.min_count,
+            "time_kind": self.time_kind,
+            "derived": dict(self.derived),
+            "detect_derived": self.detect_derived,
+            "quasi_static_share": self.quasi_static_share,
+            "timezone": self.timezone,
         }
 
     # -- pickling: weights travel as a CPU state dict ----------------------------------------------
@@ -488,7 +583,14 @@ class SequenceGenerator:
         enc_rng, static_rng, side_rng, sample_rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(4)
         )
-        times = to_epoch_us(frame[self.time_field], self.time_field)
+        entity_codes = groups
+        if entity_codes is None and self.entity_field is not None:
+            entity_codes = pd.factorize(frame[self.entity_field])[0].astype(np.int64)
+        time_spec = schema.field(self.time_field)
+        self._time = detect_time(
+            frame[self.time_field], time_spec.type, name=self.time_field, kind=self.time_kind, groups=entity_codes
+        )
+        times = self._time.to_us(frame[self.time_field])
         keep = ~np.isnan(times)
         if self.entity_field is not None and groups is None:
             keep &= frame[self.entity_field].notna().to_numpy()
@@ -507,6 +609,7 @@ class SequenceGenerator:
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [len(frame)]))
         self._fit_codecs(frame, times_us, starts, ends, warm_start)
+        self._fit_calendar(frame, times_us, starts, ends)
         self._fit_static(frame.iloc[starts].reset_index(drop=True), static_rng, warm_start)
         side = [s.name for s in schema.fields if self._is_side(s)]
         self._side_model = None
@@ -535,6 +638,9 @@ class SequenceGenerator:
         }
         _log.info(
             "sequence.fitted",
+            time=self._time.describe(),
+            derived=[r.describe() for r in self._derived_rules],
+            quasi_static=sorted(self._sticky),
             sequences=prepared.n_sequences,
             events=prepared.n_events,
             epochs=epochs,
@@ -620,11 +726,12 @@ class SequenceGenerator:
         previous_layout = {f.name: f for f in warm._layout} if warm else {}
         codecs: list[NumericCodec | CategoricalCodec] = []
         layout: list[FieldLayout] = []
+        self._trends = self._fit_trends(frame, times_us)
         for spec in self._specs:
             column = frame[spec.name]
             codec, fl = self._codec_for(spec, bool(column.isna().any()), previous.get(spec.name))
             if isinstance(codec, NumericCodec):
-                codec.fit(_numeric_values(column, spec))
+                codec.fit(self._detrend(_numeric_values(column, spec), spec.name, times_us))
                 if spec.name in previous_layout:
                     fl = previous_layout[spec.name]
             elif fl is None:
@@ -641,6 +748,78 @@ class SequenceGenerator:
             delta_values if delta_values.size else np.zeros(1)
         )
         self._arrival = ArrivalModel(self.min_count).fit(times_us[starts], (ends - starts).astype(np.int64))
+
+    def _fit_trends(self, frame: pd.DataFrame, times_us: IntArray) -> dict[str, TimeTrend]:
+        """Levels tied to absolute time: numeric fields (> 256 values) whose trend explains half their variance."""
+        assert self._time is not None
+        position = self._time.position(times_us).astype(np.float64)
+        trends = {}
+        for spec in self._specs:
+            if spec.type not in (FieldType.LONG, FieldType.DOUBLE) or spec.role is not FieldRole.NUMERIC:
+                continue
+            values = _numeric_values(frame[spec.name], spec)
+            if np.unique(values[~np.isnan(values)]).size <= 256:
+                continue  # a discrete field keeps its exact values
+            trend = TimeTrend().fit(position, values)
+            if trend.r2 >= _TREND_R2:
+                trends[spec.name] = trend
+        return trends
+
+    def _detrend(self, values: FloatArray, name: str, times_us: IntArray) -> FloatArray:
+        """``values`` minus the field's level at their times (unchanged when it has no trend)."""
+        trend = self._trends.get(name)
+        if trend is None or self._time is None:
+            return values
+        return values - trend.predict(self._time.position(times_us))
+
+    def _detrended(self, frame: pd.DataFrame, times_us: IntArray) -> pd.DataFrame:
+        """A copy of ``frame`` whose trended numeric fields hold their deviations from the level."""
+        if not self._trends:
+            return frame
+        out = frame.copy()
+        for spec in self._specs:
+            if spec.name in self._trends:
+                out[spec.name] = self._detrend(_numeric_values(frame[spec.name], spec), spec.name, times_us)
+        return out
+
+    def _fit_calendar(self, frame: pd.DataFrame, times_us: IntArray, starts: IntArray, ends: IntArray) -> None:
+        """Derived calendar columns (declared and detected) and quasi-static dynamic fields."""
+        dynamic = {s.name for s in self._specs}
+        rules = [r for r in self._declared if r.field in frame.columns]
+        declared = {r.field for r in rules}
+        if self.detect_derived:
+            candidates = [
+                s.name
+                for s in self._specs
+                if s.name not in declared and s.type in (FieldType.LONG, FieldType.DOUBLE, FieldType.STRING)
+            ]
+            rules += _detect_derived(frame, times_us, starts, candidates, tz=self.timezone)
+        self._derived_rules = rules
+        derived = {r.field for r in rules}
+        self._sticky = {}
+        multi = (ends - starts) > 1
+        if not multi.any() or self.quasi_static_share <= 0.0:
+            return
+        owner = np.repeat(np.arange(len(starts)), ends - starts)
+        same_next = np.zeros(len(frame), dtype=bool)  # row i equals row i-1 of the same entity
+        for name in sorted(dynamic - derived):
+            codes = pd.factorize(frame[name].astype(object))[0]  # a null is -1: null to null is no change
+            same_next[1:] = codes[1:] == codes[:-1]
+            within = np.zeros(len(frame), dtype=bool)
+            within[1:] = owner[1:] == owner[:-1]
+            changed = within & ~same_next
+            per_entity = np.bincount(owner, weights=changed.astype(np.float64), minlength=len(starts))
+            constant_share = float((per_entity[multi] == 0).mean())
+            if constant_share >= self.quasi_static_share:
+                self._sticky[name] = float(changed.sum() / max(within.sum(), 1))
+
+    def _features(self, us: IntArray | FloatArray) -> NDArray[np.float32]:
+        """The network's time features: periodic calendar phases and the absolute position in the span."""
+        assert self._time is not None
+        feats: NDArray[np.float32] = np.concatenate(
+            [time_features(us), self._time.position(us)[:, None]], axis=-1
+        ).astype(np.float32)
+        return feats
 
     def _fit_static(self, statics: pd.DataFrame, rng: np.random.Generator, warm: SequenceGenerator | None) -> None:
         previous = dict(zip([s.name for s in warm._static_specs], warm._static_codecs, strict=True)) if warm else {}
@@ -713,7 +892,8 @@ class SequenceGenerator:
     ) -> _Prepared:
         """Flat encodings -> padded chunk tensors (the privacy unit is one chunk per entity under DP)."""
         n = len(frame)
-        x, z_num, miss, cats = self._encode_block(self._specs, self._codecs, self._layout, frame, rng)
+        dynamic = self._detrended(frame, times_us)
+        x, z_num, miss, cats = self._encode_block(self._specs, self._codecs, self._layout, dynamic, rng)
         static_rows = frame.iloc[starts].reset_index(drop=True)
         static_x, *_ = self._encode_block(
             self._static_specs, self._static_codecs, self._static_layout, static_rows, rng
@@ -733,7 +913,7 @@ class SequenceGenerator:
         next_delta[:-1] = delta_z[1:]
         next_mask = ~is_end
         group_of_row = np.repeat(np.arange(len(starts)), ends - starts)
-        feats = time_features(times_us)
+        feats = self._features(times_us)
         length = self.train_length
         chunk_starts: list[int] = []
         chunk_ends: list[int] = []
@@ -941,6 +1121,8 @@ class SequenceGenerator:
         start: datetime | None = None,
         after: datetime | None = None,
         lengths: int | Sequence[int] | None = None,
+        until: datetime | None = None,
+        starts: Sequence[datetime] | None = None,
     ) -> list[SyntheticSequence]:
         """Sample ``n_entities`` synthetic entities, each with its events in time order.
 
@@ -952,12 +1134,21 @@ class SequenceGenerator:
         fixes the number of events (one for all, or one per entity); otherwise lengths
         follow the training distribution. Without ``seed`` the generator's random stream
         continues; with one it restarts.
+
+        Calendar: every timestamp lies on the learned grid (a yearly panel on its 1 January,
+        hourly data on whole hours; ``start``/``after`` are snapped to it too). By default
+        (no ``start``/``after``) starts are drawn inside the observed span and events after
+        its end are cut, so the output stays inside the training data's years; ``until`` sets
+        that bound explicitly (an entity starting after it comes back with no events). Declared or
+        detected derived calendar columns are overwritten to agree with the timestamp.
         """
         if self._schema is None:
             raise NotFittedError(f"{type(self).__name__} must be fitted before sampling")
         check_int("n_entities", n_entities, 0, 2**31)
-        if start is not None and after is not None:
-            raise ValueError("give start or after, not both")
+        if sum(v is not None for v in (start, after, starts)) > 1:
+            raise ValueError("give one of start, after or starts")
+        if starts is not None and len(starts) != n_entities:
+            raise ValueError("starts must give one start per entity")
         rng = self._restart(seed)
         if n_entities == 0:
             return []
@@ -969,20 +1160,52 @@ class SequenceGenerator:
             sizes = np.asarray([check_int("lengths", v, 1, 2**31) for v in lengths], dtype=np.int64)
             if sizes.size != n_entities:
                 raise ValueError("lengths must give one length per entity")
-        if start is not None:
-            origin = int(to_epoch_us(pd.Series([start]), "start")[0])
-            starts = self._arrival.sample_process(n_entities, origin, rng, first_at_origin=True)
+        codec = self._time
+        assert codec is not None
+        bound: int | None = None if until is None else int(to_epoch_us(pd.Series([until]), "until")[0])
+        if starts is not None:
+            begin = to_epoch_us(pd.Series(list(starts), dtype=object), "starts").astype(np.int64)
+        elif start is not None:
+            origin = int(codec.snap(to_epoch_us(pd.Series([start]), "start"))[0])
+            begin = self._arrival.sample_process(n_entities, origin, rng, first_at_origin=True)
         elif after is not None:
             origin = int(to_epoch_us(pd.Series([after]), "after")[0])
-            starts = self._arrival.sample_process(n_entities, origin, rng, first_at_origin=False)
+            begin = self._arrival.sample_process(n_entities, origin, rng, first_at_origin=False)
         else:
-            starts = self._arrival.sample_starts(n_entities, rng)
+            begin = self._span_starts(n_entities, rng)
+            bound = codec.hi_us if bound is None else bound
+        begin = codec.snap(begin)  # lo and hi are grid points: a start inside the span stays inside
         statics = self._sample_static(n_entities, rng)
         ids = [f"syn-{v:012x}" for v in rng.integers(0, 2**48, n_entities).tolist()]
         torch_seed = int(rng.integers(2**62))
         with _torch_threads(self.threads):
-            steps = self._run_network(statics, starts, sizes, torch_seed)
-        return self._assemble(ids, statics, starts, sizes, steps, rng)
+            steps = self._run_network(statics, begin, sizes, torch_seed)
+        if bound is not None:
+            inside = (steps["time"] <= bound).sum(axis=1)  # times only grow: the events up to the bound
+            sizes = np.minimum(sizes, inside).astype(np.int64)
+        return self._assemble(ids, statics, begin, sizes, steps, rng)
+
+    def _span_starts(self, n: int, rng: np.random.Generator) -> IntArray:
+        """``n`` entity starts from the learned start distribution, on the grid, inside the observed span."""
+        assert self._time is not None
+        drawn = np.clip(self._arrival.sample_starts(n, rng), self._time.lo_us, self._time.hi_us)
+        return self._time.snap(drawn)
+
+    def sample_start_times(self, n: int, *, seed: int | None = None) -> list[datetime]:
+        """``n`` sorted entity start times inside the observed span (a feed's pass over the data's time)."""
+        if self._schema is None:
+            raise NotFittedError(f"{type(self).__name__} must be fitted before sampling")
+        check_int("n", n, 0, 2**31)
+        rng = self._restart(seed)
+        return datetimes_from_us(np.sort(self._span_starts(n, rng)))
+
+    @property
+    def time_span(self) -> tuple[datetime, datetime]:
+        """First and last event time of the training data (UTC)."""
+        if self._time is None:
+            raise NotFittedError(f"{type(self).__name__} must be fitted first")
+        lo, hi = datetimes_from_us(np.asarray([self._time.lo_us, self._time.hi_us], dtype=np.int64))
+        return lo, hi
 
     def _sample_static(self, n: int, rng: np.random.Generator) -> list[Record]:
         if self._static_model is None:
@@ -1015,11 +1238,22 @@ class SequenceGenerator:
             x_prev = torch.zeros((n, net.x_dim), device=device)
             start_flag = torch.ones((n, 1), device=device)
             delta = torch.zeros((n, 1), device=device)
+            codec = self._time
+            assert codec is not None
+            sticky = self._sticky_plan(net)
+            keep_rng = np.random.default_rng(torch_seed)
             now = starts.astype(np.int64).copy()
+            prev = now.copy()
+            previous: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
             for t in range(steps):
+                now = codec.advance(prev, now.astype(np.float64), first=t == 0)
                 times[:, t] = now
-                feats = torch.as_tensor(time_features(now), device=device)
+                feats = torch.as_tensor(self._features(now), device=device)
                 state, x, z, miss, cats, next_z = net.step(state, x_prev, start_flag, delta, feats, static, generator)
+                if previous is not None and sticky:
+                    _repeat_previous(sticky, keep_rng, x, z, miss, cats, x_prev, previous)
+                previous = (z, miss, cats)
+                prev = now
                 z_out[:, t] = z.cpu().numpy()
                 miss_out[:, t] = miss.cpu().numpy()
                 cat_out[:, t] = cats.cpu().numpy()
@@ -1029,6 +1263,19 @@ class SequenceGenerator:
                 x_prev, delta = x, next_z.unsqueeze(-1)
                 start_flag = torch.zeros_like(start_flag)
         return {"z": z_out, "miss": miss_out, "cat": cat_out, "time": times}
+
+    def _sticky_plan(self, net: SequenceNet) -> list[tuple[str, int, int, int, float]]:
+        """For each quasi-static field: kind flag, column in x, width, index in z/cats, change probability."""
+        plan: list[tuple[str, int, int, int, float]] = []
+        for name, p_change in self._sticky.items():
+            j = next(i for i, f in enumerate(self._layout) if f.name == name)
+            fl = self._layout[j]
+            col = int(net.head.in_start[j])
+            if fl.kind == "numeric":
+                plan.append(("numeric", col, fl.in_dim, net.numeric_fields.index(j), p_change))
+            else:
+                plan.append(("categorical", col, fl.in_dim, net.categorical_fields.index(j), p_change))
+        return plan
 
     def _assemble(
         self,
@@ -1043,13 +1290,18 @@ class SequenceGenerator:
         n, width = len(ids), steps["time"].shape[1]
         mask = np.arange(width)[None, :] < sizes[:, None]
         owner = np.repeat(np.arange(n), sizes)
-        columns: dict[str, list[Any]] = {self.time_field: datetimes_from_us(steps["time"][mask])}
+        assert self._time is not None
+        times_flat = steps["time"][mask]
+        owner_flat = np.repeat(np.arange(n), sizes)
+        columns: dict[str, list[Any]] = {self.time_field: self._time.from_us(times_flat)}
         z, miss, cats = steps["z"][mask], steps["miss"][mask], steps["cat"][mask]
         k_num = k_cat = 0
         for spec, codec in zip(self._specs, self._codecs, strict=True):
             if isinstance(codec, NumericCodec):
-                values = codec.decode(z[:, k_num])
-                columns[spec.name] = _numeric_out(values, miss[:, k_num], spec)
+                values, nulls = codec.decode_with_nulls(z[:, k_num], miss[:, k_num], rng, owner_flat)
+                if spec.name in self._trends:
+                    values = values + self._trends[spec.name].predict(self._time.position(times_flat))
+                columns[spec.name] = _numeric_out(values, nulls, spec)
                 k_num += 1
             else:
                 columns[spec.name] = [_canonical(v, spec.type) for v in codec.decode(cats[:, k_cat], rng)]
@@ -1063,14 +1315,22 @@ class SequenceGenerator:
             etype = self._schema.field(self.entity_field).type
             entity_values = [_entity_value(ids[i], etype) for i in range(n)]
             columns[self.entity_field] = [entity_values[i] for i in owner.tolist()]
+        if self._derived_rules:
+            types = {s.name: s.type for s in self._schema.fields}
+            apply_derived(self._derived_rules, columns, times_flat, owner_flat, types)
         names = [f for f in self._schema.field_names if f in columns]
         rows = [dict(zip(names, row, strict=True)) for row in zip(*(columns[f] for f in names), strict=True)]
         out: list[SyntheticSequence] = []
         offset = 0
         start_times = datetimes_from_us(starts)
+        stamps = times_flat.tolist()
         for i in range(n):
             size = int(sizes[i])
-            out.append(SyntheticSequence(ids[i], start_times[i], statics[i], rows[offset : offset + size]))
+            out.append(
+                SyntheticSequence(
+                    ids[i], start_times[i], statics[i], rows[offset : offset + size], stamps[offset : offset + size]
+                )
+            )
             offset += size
         return out
 
@@ -1170,6 +1430,11 @@ def sequence_generator_from_config(config: SequenceConfig, *, seed: int) -> Sequ
         dp_delta=dp.delta,
         dp_max_grad_norm=dp.max_grad_norm,
         threads=model.threads,
+        time_kind=config.time_kind,
+        derived=config.derived,
+        detect_derived=config.detect_derived,
+        quasi_static_share=config.quasi_static_share,
+        timezone=config.timezone,
     )
 
 
@@ -1204,6 +1469,28 @@ def _trimmed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Cut the padded time axis to the longest chunk in the batch."""
     steps = int(batch["valid"].sum(dim=1).max())
     return {k: (v if k == "static" else v[:, :steps]) for k, v in batch.items()}
+
+
+def _repeat_previous(
+    plan: Sequence[tuple[str, int, int, int, float]],
+    rng: np.random.Generator,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    miss: torch.Tensor,
+    cats: torch.Tensor,
+    x_prev: torch.Tensor,
+    previous: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> None:
+    """Quasi-static fields keep the previous step's value unless a change (learned probability) fires, in place."""
+    z_prev, miss_prev, cats_prev = previous
+    for kind, col, width, k, p_change in plan:
+        keep = torch.as_tensor(rng.random(x.shape[0]) >= p_change, device=x.device)
+        x[:, col : col + width] = torch.where(keep[:, None], x_prev[:, col : col + width], x[:, col : col + width])
+        if kind == "numeric":
+            z[:, k] = torch.where(keep, z_prev[:, k], z[:, k])
+            miss[:, k] = torch.where(keep, miss_prev[:, k], miss[:, k])
+        else:
+            cats[:, k] = torch.where(keep, cats_prev[:, k], cats[:, k])
 
 
 def _numeric_values(column: pd.Series, spec: FieldSpec) -> FloatArray:

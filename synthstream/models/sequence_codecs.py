@@ -59,6 +59,8 @@ WEEK_US = 7 * DAY_US
 YEAR_US = int(365.2425 * DAY_US)
 MONDAY_US = 4 * DAY_US  # 1970-01-05 was a Monday
 _DISCRETE_MAX = 256
+#: Values at each end of a discrete support whose share is capped at the data's (see NumericCodec._cap_ends).
+_ENDS = 3
 _EPS = 1e-6
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -127,6 +129,10 @@ class NumericCodec:
         self.support: FloatArray = np.zeros(1)  # discrete values, or the quantile grid
         self.cum: FloatArray = np.ones(1)  # discrete cumulative probabilities, or grid levels
         self.missing_rate = 0.0
+        self.missing_count = 0
+        self.decode_support: FloatArray | None = None
+        #: (value, share of the non-null training rows) of the smallest and the largest value.
+        self.end_shares: list[tuple[float, float]] | None = None
         self.low = 0.0
         self.high = 0.0
 
@@ -138,6 +144,7 @@ class NumericCodec:
         """Learn the distribution of the non-NaN values of ``x`` (all-NaN gives a point mass at 0)."""
         observed = x[~np.isnan(x)]
         self.missing_rate = float(np.isnan(x).mean()) if x.size else 0.0
+        self.missing_count = int(np.isnan(x).sum())
         if observed.size == 0:
             observed = np.zeros(1)
         self.low, self.high = supported_bounds(observed, self.min_count)
@@ -152,11 +159,121 @@ class NumericCodec:
             self.cum = np.cumsum(weights) / weights.sum()
             self.cum[-1] = 1.0
             self.low, self.high = float(self.support[0]), float(self.support[-1])
+            self.decode_support = None
+            shares = np.diff(self.cum, prepend=0.0)  # one kept value: it is both ends
+            size = self.support.size
+            ends = sorted({*range(min(_ENDS, size)), *range(max(size - _ENDS, 0), size)})
+            self.end_shares = [(float(self.support[i]), float(shares[i])) for i in ends]
         else:
             self.discrete = False
             self.cum = np.linspace(0.0, 1.0, self.n_quantiles)
             self.support = supported_quantiles(observed, self.cum, self.min_count)
+            # Decoding reads a grid whose clipped tails are spread (encoding keeps the flat runs, so
+            # clipped training values still spread over the tail's levels).
+            self.decode_support = _unpiled_tails(self.support, observed, self.min_count)
+            self.end_shares = [
+                (bound, float(np.count_nonzero(observed == bound)) / observed.size) for bound in (self.low, self.high)
+            ]
         return self
+
+    def calibrate_missing(self, missing: NDArray[np.bool_], rng: np.random.Generator) -> NDArray[np.bool_]:
+        """The sampled null flags of one batch, brought to the training null rate.
+
+        A network's missingness head is trained by likelihood and over-produces rare nulls
+        (one null in 26,115 training rows came back in 0.69 % of rows), so the flags are
+        calibrated per batch: with fewer than ``min_count`` nulls in training, no null at all
+        (k-support, as for any other value); otherwise the batch gets ``missing_rate x n``
+        nulls (stochastically rounded), keeping a random subset of the network's nulls when it
+        made too many and adding nulls at random rows when it made too few, so where the
+        network put nulls (runs, after other nulls) is kept as far as the rate allows.
+        """
+        flags = np.asarray(missing, dtype=bool)
+        if getattr(self, "missing_count", 0) < self.min_count or self.missing_rate <= 0.0:
+            return np.zeros(flags.shape, dtype=bool)
+        expected = self.missing_rate * flags.size
+        target = int(np.floor(expected) + (rng.random() < expected - np.floor(expected)))
+        made = np.flatnonzero(flags)
+        out = flags.copy()
+        if made.size > target:
+            out[rng.choice(made, made.size - target, replace=False)] = False
+        elif made.size < target:
+            free = np.flatnonzero(~flags)
+            out[rng.choice(free, min(target - made.size, free.size), replace=False)] = True
+        return out
+
+    def decode_with_nulls(
+        self, z: FloatArray, missing: NDArray[np.bool_], rng: np.random.Generator, groups: IntArray
+    ) -> tuple[FloatArray, NDArray[np.bool_]]:
+        """Values and null flags of one sampled batch, with the null rate calibrated (:meth:`calibrate_missing`).
+
+        ``groups`` names each row's sequence (rows of a sequence are consecutive, in time order).
+        A row the network left null but calibration keeps needs a value: the network gave it
+        none (its score is 0, the median), so it takes its sequence's last non-null score before
+        it (last observation carried forward keeps the series smooth), or a draw from the
+        marginal when the sequence has none yet. The median is never piled up that way.
+        """
+        network_null = np.asarray(missing, dtype=bool)
+        flags = self.calibrate_missing(network_null, rng)
+        scores = np.asarray(z, dtype=np.float64).copy()
+        scored = ~network_null  # rows holding a score to carry forward
+        for i in np.flatnonzero(network_null & ~flags).tolist():  # few rows, in time order
+            j = i - 1
+            while j >= 0 and groups[j] == groups[i] and not scored[j]:
+                j -= 1
+            scores[i] = scores[j] if j >= 0 and groups[j] == groups[i] else rng.standard_normal()
+            scored[i] = True
+        return self._cap_ends(self.decode(scores), flags, rng), flags
+
+    def _cap_ends(self, values: FloatArray, nulls: NDArray[np.bool_], rng: np.random.Generator) -> FloatArray:
+        """No more rows at an extreme value than the data's share of it (issue 16's extremes rule).
+
+        A network that over-shoots a tail puts every over-shooting row on the extreme value
+        (the top kept value of a discrete field, the bound of a grid): a real extreme then
+        recurs several times more often than the data holds it (wind direction 360 in 10 % of
+        synthetic rows vs 2.2 % real). For the three smallest and largest values of a discrete
+        field, and the two bounds of a grid, rows beyond the expected count (stochastically
+        rounded) are drawn again from the distribution between those extremes.
+        """
+        ends = getattr(self, "end_shares", None)
+        if ends is None:
+            return values
+        present = ~np.asarray(nulls, dtype=bool)
+        inner = self._inner_levels()
+        if inner is None:
+            return values
+        out = values.copy()
+        for value, share in ends:
+            rows = np.flatnonzero(present & (out == value))
+            expected = share * int(present.sum())
+            allowed = int(np.floor(expected) + (rng.random() < expected - np.floor(expected)))
+            if rows.size <= allowed:
+                continue
+            excess = rng.choice(rows, rows.size - allowed, replace=False)
+            u = rng.uniform(inner[0], inner[1], excess.size)
+            out[excess] = self._decode_levels(u)
+        return out
+
+    def _inner_levels(self) -> tuple[float, float] | None:
+        """CDF levels between the smallest and the largest value's own intervals (None when there are none)."""
+        if self.discrete:
+            if self.support.size <= 2 * _ENDS:
+                return None
+            return float(self.cum[_ENDS - 1]), float(self.cum[-_ENDS - 1])
+        grid = self.decode_support if self.decode_support is not None else self.support
+        inside = np.flatnonzero((grid > self.low) & (grid < self.high))
+        if inside.size == 0:
+            return None
+        return float(self.cum[inside[0]]), float(self.cum[inside[-1]])
+
+    def _decode_levels(self, u: FloatArray) -> FloatArray:
+        """Values at CDF levels ``u`` (as :meth:`decode` does for ``ndtr(z)``)."""
+        if self.discrete:
+            idx = np.minimum(np.searchsorted(self.cum, u, side="right"), self.support.size - 1)
+            out: FloatArray = self.support[idx]
+        else:
+            grid = self.decode_support if self.decode_support is not None else self.support
+            out = np.interp(u, self.cum, grid)
+        return np.round(out) if self.integral else out
 
     def encode(self, x: FloatArray, rng: np.random.Generator) -> FloatArray:
         """Normal scores of ``x`` (NaN stays NaN), ties spread uniformly in CDF space."""
@@ -187,10 +304,66 @@ class NumericCodec:
             idx = np.minimum(np.searchsorted(self.cum, u, side="right"), self.support.size - 1)
             out: FloatArray = self.support[idx]
         else:
-            out = np.interp(u, self.cum, self.support)
+            grid = getattr(self, "decode_support", None)
+            out = np.interp(_beyond_edges(z, u, self.cum), self.cum, self.support if grid is None else grid)
         if self.integral:
             out = np.round(out)
         return out
+
+
+def _beyond_edges(z: FloatArray, u: FloatArray, levels: FloatArray) -> FloatArray:
+    """CDF levels for scores ``z``, with the scores beyond the grid's end intervals spread inside them.
+
+    A network over-shooting the tails gives scores so far out that ``ndtr`` rounds them to 0 or
+    1, and every one of them would decode to the exact bound (a real value). Beyond the first
+    (last) grid interval the level decays with the distance instead: ``u = l1 exp(z - z1)`` below,
+    mirrored above. It is continuous at the edge and strictly monotone, so distinct scores give
+    distinct values; the share of the tail is unchanged.
+    """
+    if levels.size < 3:
+        return u
+    first, last = float(levels[1]), float(levels[-2])
+    z_first, z_last = float(ndtri(first)), float(ndtri(last))
+    out = np.where(z < z_first, first * np.exp(np.minimum(z - z_first, 0.0)), u)
+    spread: FloatArray = np.where(z > z_last, 1.0 - (1.0 - last) * np.exp(np.minimum(z_last - z, 0.0)), out)
+    return spread
+
+
+def _unpiled_tails(grid: FloatArray, observed: FloatArray, min_count: int) -> FloatArray:
+    """A quantile grid whose clipped tails are spread out instead of piled on one real value.
+
+    :func:`~synthstream.models.guards.supported_quantiles` clips the tails to
+    :func:`~synthstream.models.guards.supported_bounds`, so every grid point in the top
+    (bottom) 0.5 % equals the bound, an order statistic of the data: interpolating such a flat
+    run returns that one real value for the whole tail share of samples (a real extreme repeated
+    far more often than the data holds it). The flat run is replaced by a linear ramp from the
+    last grid value inside the bounds to the bound, except for the share the bound really holds
+    when at least ``min_count`` records hold it (a true atom, such as a humidity of 100 %).
+    Values stay inside the supported range and the grid stays non-decreasing.
+    """
+    out = grid.astype(np.float64).copy()
+    size = out.size
+    if size < 3:
+        return out
+    low, high = supported_bounds(observed, min_count)
+    for top in (True, False):
+        values = out if top else -out[::-1]
+        bound = high if top else -low  # the exact real value (grid points are sums: off by rounding)
+        near = np.abs(values - bound) <= 1e-9 * max(1.0, abs(bound))
+        run = int(np.argmax(near))  # first index of the flat run at the bound
+        if not near[-1] or run == 0:
+            continue  # no flat run at the bound, or a constant grid: nothing to spread towards
+        values[run:] = bound
+        held = int(np.count_nonzero(observed == (high if top else low)))
+        atom = held / observed.size if held >= min_count else 0.0
+        ramp_end = size - 1 - int(np.floor(atom * (size - 1)))  # whole grid steps the atom fills stay flat
+        if ramp_end <= run:
+            continue  # the run is no larger than the atom the data holds
+        base = values[run - 1]
+        values[run : ramp_end + 1] = np.linspace(base, bound, ramp_end - run + 2)[1:]
+        if not top:
+            out = -values[::-1]
+    return out
 
 
 def _nearest_index(support: FloatArray, v: FloatArray) -> IntArray:

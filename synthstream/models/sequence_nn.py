@@ -4,7 +4,8 @@ One step of an entity's sequence is modelled as
 
 * a **backbone** (GRU, or a causal temporal convolution) reads, per step, the previous
   event's encoding, a start flag, the inter-arrival time that led to this step, the time
-  features of this step (hour, weekday, season as sin/cos) and the entity's static
+  features of this step (hour, weekday, season as sin/cos, and the absolute position of the
+  step in the training data's span, so levels and trends tied to the date) and the entity's static
   attributes; the GRU's initial state is also a function of the static attributes;
 * a **field-autoregressive head** (one small MLP per field, batched with masked weights as
   in MADE) emits the distribution of the current event's fields in schema order, each
@@ -32,7 +33,7 @@ from torch.nn import functional as F  # noqa: N812 - the conventional torch alia
 
 __all__ = ["TIME_FEATURES", "FieldLayout", "SequenceNet", "gru_state_names"]
 
-TIME_FEATURES = 6  # sin/cos of hour-of-day, day-of-week and day-of-year
+TIME_FEATURES = 7  # sin/cos of hour-of-day, day-of-week and day-of-year; absolute position in the span
 Backbone = Literal["gru", "tcn"]
 _LOG_2PI = math.log(2.0 * math.pi)
 _MIN_LOG_SCALE = -7.0

@@ -7,7 +7,8 @@ generator and returns an :class:`AuditReport` with
 * every requested anonymeter attack (singling out univariate and multivariate,
   linkability, inference per secret field) with its risk, confidence interval and how many
   attempts could be built (:mod:`synthstream.evaluation.privacy_risk`);
-* the distance measures (DCR share, identical-match shares, NNDR);
+* the distance measures (DCR share, identical-match shares, NNDR), the identical-match
+  share judged against the same share among real control records;
 * quality: column shapes, pair trends and, with a target field, TSTR
   (:mod:`synthstream.evaluation.quality`), plus the per-field distributions and
   association matrices the HTML report draws;
@@ -26,13 +27,22 @@ data (:class:`Attack`), built once from the config; a caller may pass its own li
 
 The attacks see a random sample of at most ``max_attack_rows`` training records and a
 control sample of the *same* size (DESIGN.md: a smaller control inflates the measured
-risk). The audit is CPU-heavy (seconds to a minute): the promotion gate runs it in a worker
-process. It pickles (it crosses into that process) and is reproducible: the same seed,
-model and data give the same report.
+risk). Attack counts are scaled to the data: an attack gets at most one attempt per
+attacked record (``n_attacks = min(configured, attacked records)``), the univariate
+singling-out attack at most as many as the synthetic table has singling-out values, and
+the coverage rule (``min_attack_coverage``) is judged against those attempts the data
+allows; the report keeps the configured total (``attacks_configured``) and each scaled
+attack says so in its detail. Otherwise a table of 2,400 rows (480 control records) could
+never reach the coverage of 1,000 attempts per attack, and its versions were all rejected.
+
+The audit is CPU-heavy (seconds to a minute): the promotion gate runs it in a worker process.
+It pickles (it crosses into that process) and is reproducible: the same seed, model and data
+give the same report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -80,7 +90,12 @@ class AuditReport(BaseModel):
     verdict: Literal["pass", "fail"] = Field(description="Whether the version may be promoted.")
     reasons: list[str] = Field(description="Thresholds crossed (fail), or a one-line summary (pass).")
     attacks: list[AttackRisk] = Field(description="Every requested attack with its risk and CI.")
-    attacks_requested: int = Field(ge=0, description="Attack attempts requested over all attacks.")
+    attacks_requested: int = Field(
+        ge=0, description="Attack attempts requested over all attacks, as the data allows (the coverage's base)."
+    )
+    attacks_configured: int = Field(
+        default=0, ge=0, description="Attack attempts the configuration asked for, before scaling to the data."
+    )
     attacks_built: int = Field(ge=0, description="Attack attempts built over all attacks.")
     risks: dict[str, float] = Field(description="Attack point estimates and distance measures by name.")
     quality: dict[str, float] = Field(description="Quality scores by name.")
@@ -141,6 +156,15 @@ class Attack:
     requested: int
     run: AttackFunction
     seed_offset: int = 0
+    #: Whether the attempts scale down to the attacked records (``run`` takes ``n_attacks``).
+    scales: bool = False
+
+    def sized(self, rows: int) -> Attack:
+        """Return this attack with at most one attempt per attacked record (``rows``), when it ``scales``."""
+        allowed = min(self.requested, rows)
+        if not self.scales or allowed == self.requested or allowed <= 0:
+            return self
+        return dataclasses.replace(self, requested=allowed, run=functools.partial(self.run, n_attacks=allowed))
 
 
 def warm_up_audit() -> bool:
@@ -221,6 +245,7 @@ class Auditor:
                     max_attempts=cfg.singling_out_max_attempts,
                 ),
                 seed_offset=offset,
+                scales=True,
             )
             for offset, mode in enumerate(_SINGLING_OUT_MODES)
         ]
@@ -237,6 +262,7 @@ class Auditor:
                     n_jobs=cfg.n_jobs,
                 ),
                 seed_offset=2,
+                scales=True,
             )
         )
         out += [
@@ -252,6 +278,7 @@ class Auditor:
                     n_jobs=cfg.n_jobs,
                 ),
                 seed_offset=offset,
+                scales=True,
             )
             for offset, secret in enumerate(self._secrets, start=3)
         ]
@@ -330,15 +357,21 @@ class Auditor:
             reasons.append(leaks)
         else:
             reasons += leaks.reasons
-        attacks, crashed = self._attacks(ori, syn, ctrl, seed, seconds, run=enough_control)
+        attacks, crashed = self._attacks(ori, syn, ctrl, seed, seconds, run=enough_control, rows=n)
         reasons += crashed
         risks = {a.name: float(a.risk) for a in attacks if a.risk is not None}
         if not isinstance(leaks, str):
             risks.update(leaks.summary)
         if enough_control and sampled:
             clock = time.perf_counter()
-            distances = distance_metrics(ori, ctrl, syn)
-            risks.update(distances.as_dict())
+            distances = distance_metrics(
+                ori,
+                ctrl,
+                syn,
+                all_training=attack_frame(train_df, self._fields) if len(train_df) > n else ori,
+                all_control=attack_frame(control_df, self._fields) if len(control_df) > n else ctrl,
+            )
+            risks.update(distances.as_dict(cfg.confidence_level))
             seconds["distances"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -358,15 +391,23 @@ class Auditor:
 
         requested = sum(a.attacks_requested for a in attacks)
         built = sum(a.attacks_built for a in attacks)
-        reasons += self._judge(attacks, risks, quality, requested, built)
+        configured = sum(a.requested for a in self.attacks)
+        reasons += self._judge(attacks, risks, quality, requested, built, configured)
         verdict: Literal["pass", "fail"] = "fail" if reasons else "pass"
         if not reasons:
-            reasons = ["every measured risk is under its ceiling and every quality score over its floor"]
+            summary = "every measured risk is under its ceiling and every quality score over its floor"
+            if requested < configured:
+                summary += (
+                    f"; attack attempts scaled to the data: {requested} of {configured} configured "
+                    f"({n} records attacked), {built} built"
+                )
+            reasons = [summary]
         return AuditReport(
             verdict=verdict,
             reasons=reasons,
             attacks=attacks,
             attacks_requested=requested,
+            attacks_configured=configured,
             attacks_built=built,
             risks=risks,
             quality=quality,
@@ -417,8 +458,13 @@ class Auditor:
         seconds: dict[str, float],
         *,
         run: bool,
+        rows: int = 0,
     ) -> tuple[list[AttackRisk], list[str]]:
-        """Every attack's risk, and a reason per attack that crashed (the audit then fails)."""
+        """Every attack's risk, and a reason per attack that crashed (the audit then fails).
+
+        Each attack gets at most one attempt per attacked record (``rows``, see :meth:`Attack.sized`);
+        a scaled attack's detail says how many attempts were configured.
+        """
         if not run:
             return [
                 AttackRisk(
@@ -432,18 +478,25 @@ class Auditor:
             ], []
         out: list[AttackRisk] = []
         crashed: list[str] = []
-        for attack in self.attacks:
+        for configured in self.attacks:
+            attack = configured.sized(rows)
             clock = time.perf_counter()
             try:
-                out.append(
-                    attack.run(
-                        ori,
-                        syn,
-                        ctrl,
-                        seed=seed + attack.seed_offset,
-                        confidence_level=self.config.confidence_level,
-                    )
+                result = attack.run(
+                    ori,
+                    syn,
+                    ctrl,
+                    seed=seed + attack.seed_offset,
+                    confidence_level=self.config.confidence_level,
                 )
+                if result.attacks_requested < configured.requested:
+                    note = (
+                        f"scaled to the data: {result.attacks_requested} of {configured.requested} "
+                        f"configured attempts ({rows} records attacked)"
+                    )
+                    detail = f"{result.detail}; {note}" if result.detail else note
+                    result = result.model_copy(update={"detail": detail})
+                out.append(result)
             except Exception as exc:  # fail closed: a crashed attack measured nothing
                 cause = exc.cause if isinstance(exc, AttackError) else type(exc).__name__
                 crashed.append(f"attack {attack.name} crashed ({cause}): failing closed")
@@ -466,6 +519,7 @@ class Auditor:
         quality: Mapping[str, float],
         requested: int,
         built: int,
+        configured: int | None = None,
     ) -> list[str]:
         cfg = self.config
         ceilings = {
@@ -480,15 +534,26 @@ class Auditor:
             if measured is not None and measured > ceilings[attack.attack]:
                 reasons.append(f"{attack.name} {what} {measured:.3f} > ceiling {ceilings[attack.attack]:.3f}")
         if requested and built / requested < cfg.min_attack_coverage:
+            scaled = (
+                f"; the data allows {requested} of the {configured} configured"
+                if configured is not None and requested < configured
+                else ""
+            )
             reasons.append(
                 f"only {built} of {requested} attack attempts could be built "
-                f"(< {cfg.min_attack_coverage:.0%}): the measured risk is not reliable"
+                f"(< {cfg.min_attack_coverage:.0%}{scaled}): the measured risk is not reliable"
             )
         if "dcr_share" in risks and risks["dcr_share"] > cfg.max_dcr_share:
             reasons.append(f"dcr_share {risks['dcr_share']:.3f} > ceiling {cfg.max_dcr_share:.3f}")
         excess = risks.get("identical_match_excess")
-        if excess is not None and excess > cfg.max_identical_match_excess:
-            reasons.append(f"identical_match_excess {excess:.3f} > ceiling {cfg.max_identical_match_excess:.3f}")
+        low = risks.get("identical_match_excess_ci_low", excess)
+        if excess is not None and low is not None and low > cfg.max_identical_match_excess:
+            reasons.append(
+                f"identical_match_excess {excess:.3f} (CI lower end {low:.3f}) > ceiling "
+                f"{cfg.max_identical_match_excess:.3f}: {risks.get('identical_match_share', 0.0):.1%} of "
+                f"synthetic rows equal a training row, {risks.get('identical_match_share_holdout', 0.0):.1%} "
+                "of real unseen rows do"
+            )
         floors = {"column_shapes": cfg.min_column_shapes, "pair_trends": cfg.min_pair_trends}
         if cfg.target_field is not None:
             floors["tstr_ratio"] = cfg.min_tstr_ratio

@@ -54,7 +54,11 @@ _EPOCH_NAIVE = datetime(1970, 1, 1)
 def event_time_us(value: Any) -> int | None:
     """An event time as epoch microseconds: aware/naive (taken as UTC) datetime, ISO string or epoch seconds.
 
-    ``None`` when the value is missing or cannot be read as a time.
+    ``None`` when the value is missing or cannot be read as a time. Numbers (and digit strings)
+    are read as epoch seconds: for the keyed state that only orders events, which is right for
+    integer periods too (a year 1987, a year-month 198703); their calendar meaning is the
+    sequence model's :class:`~synthstream.models.sequence_time.TimeCodec`. ``period: day/week``
+    bucketing needs real timestamps or epoch numbers.
     """
     if value is None:
         return None
@@ -66,8 +70,13 @@ def event_time_us(value: Any) -> int | None:
     if isinstance(value, int | float):
         return round(value * 1_000_000) if math.isfinite(value) else None
     if isinstance(value, str):
+        text = value.strip()
+        if text[:1].isdigit() and text.replace(".", "", 1).isdigit():
+            # a number written as text ("1987", "198703"): read as a number, which keeps the order of
+            # integer periods; the model reads the field's true kind (models/sequence_time.py)
+            return event_time_us(float(text))
         try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
         return event_time_us(parsed)

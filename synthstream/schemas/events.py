@@ -95,14 +95,20 @@ class ModelLifecycleEvent(Event):
     stream: str = Field(description="Stream the model belongs to.")
     model_version: int = Field(ge=0, description="Version number in the model registry.")
     generator: str = Field(description="Generator kind, e.g. gaussian_copula or aim.")
-    action: Literal["trained", "promoted", "rejected", "rolled_back", "training_progress", "training_failed"] = Field(
-        description="What happened."
+    action: Literal[
+        "trained", "promoted", "rejected", "rolled_back", "training_progress", "training_failed", "retry", "stalled"
+    ] = Field(
+        description="What happened: retry = the scheduler's plan after a rejection (reason says which generator "
+        "and data); stalled = no version published for several fits (reason says why)."
     )
     rows: int = Field(ge=0, description="Training rows used.")
     seed: int = Field(description="Seed the model was fitted with.")
     fit_seconds: float = Field(ge=0, description="Wall-clock fitting time in seconds (so far, while training).")
     metrics: dict[str, float] = Field(default_factory=dict, description="Quality/privacy metrics by name.")
-    reason: str | None = Field(default=None, description="Why it was rejected or rolled back, if it was.")
+    reason: str | None = Field(
+        default=None,
+        description="Why it was rejected, rolled back, retried or stalled; on trained: text fields generated empty.",
+    )
     progress: float | None = Field(
         default=None, ge=0, le=1, description="Fraction of the fit done (training_progress events)."
     )

@@ -189,12 +189,24 @@ class IngestCounters:
 
 
 class LatencyTracker:
-    """Source-to-buffer latency (record timestamp to buffer append), bounded memory."""
+    """Source-to-buffer latency, bounded memory.
+
+    Measured from the record's timestamp, or from the moment this process started consuming
+    when the record was already waiting (a replay or a backlog): a record produced an hour
+    before the service started is not an hour late, only as late as we were in reading it.
+    """
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
         self._samples: list[float] = []
         self._next = 0
+        self.started_ms = time.time() * 1000.0
+
+    def add_records(self, timestamps_ms: Sequence[int | float]) -> None:
+        """Record the latency of records that have just reached the buffer."""
+        now_ms = time.time() * 1000.0
+        for ts in timestamps_ms:
+            self.add(max(0.0, now_ms - max(float(ts), self.started_ms)) / 1000.0)
 
     def add(self, seconds: float) -> None:
         """Record one latency sample (a ring once full)."""
@@ -504,11 +516,8 @@ class IngestStage(ConsumingStage):
         return OutMessage(value=self.deadletter_serde.encode(event), key=event.event_id.encode())
 
     def _observe_latency(self, timestamps: Sequence[int]) -> None:
-        if self.latency is None or not timestamps:
-            return
-        now_ms = time.time() * 1000.0
-        for ts in timestamps:
-            self.latency.add(max(0.0, now_ms - ts) / 1000.0)
+        if self.latency is not None:
+            self.latency.add_records(timestamps)
 
 
 def _observer_name(observer: BatchObserver) -> str:

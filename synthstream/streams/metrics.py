@@ -12,8 +12,10 @@ through :class:`PipelineMetrics`' setters.
 ``GET /health`` answers JSON: whether the broker answers (a round trip within the last few
 seconds, from the pipeline's :class:`~synthstream.connectors.kafka.BrokerMonitor`), whether the
 input consumer has partitions, the age of the last ingested batch, the promoted version and
-what the run is doing (``activity``: e.g. waiting after a rejected version); HTTP 200 when
-healthy, 503 (``degraded``) otherwise.
+what the run is doing (``activity``: e.g. waiting after a rejected version) and, where it
+trains, whether the stream is stalled (``training_stalled``, ``stalled_reason``,
+``unpublished_fits``: no version published for several fits); HTTP 200 when healthy, 503
+(``degraded``) otherwise (a stalled stream stays 200: restarting the process would not help).
 
 :class:`MetricsServer` is a batch observer: it starts its HTTP server (on the event loop,
 ``asyncio.start_server``; port 0 picks a free one) on the pipeline's first tick, notes
@@ -175,6 +177,11 @@ class PipelineMetrics:
         status = getattr(p, "status", None)
         if status is not None:
             doc["activity"] = status().activity
+        scheduler = getattr(p, "scheduler", None)
+        if scheduler is not None:  # a stalled stream (no version published for several fits) shows here too
+            doc["training_stalled"] = getattr(scheduler, "stream_stalled", None) is not None
+            doc["stalled_reason"] = getattr(scheduler, "stream_stalled", None)
+            doc["unpublished_fits"] = getattr(scheduler, "unpublished_fits", 0)
         return doc
 
 

@@ -69,10 +69,10 @@ from synthstream.streams.findings import FindingsReporter
 from synthstream.streams.ingest import BatchObserver, IngestCounters, IngestStage, LatencyTracker, SourceRecord
 from synthstream.streams.publisher import SyntheticPublisher
 from synthstream.streams.redacted import RedactedStage
-from synthstream.streams.sequence_publisher import SequencePublisher
+from synthstream.streams.sequence_publisher import SequencePublisher, feed_schema
 from synthstream.streams.sequence_trainer import SequenceScheduler
 from synthstream.streams.stats import StatsStage
-from synthstream.streams.status import RunStatus, run_status
+from synthstream.streams.status import RunStatus, closing_log, run_status
 from synthstream.streams.trainer import RetrainScheduler, lineage_guarantee, training_executor
 
 Role = Literal["all", "ingest", "trainer", "publisher"]
@@ -233,16 +233,18 @@ class Pipeline:
     def output_topics(self) -> list[str]:
         """Topics this pipeline writes to (created at start when missing)."""
         topics = self.config.topics
-        out = [topics.deadletter, topics.models, topics.schemas, self.config.synthetic_topic]
+        out = [topics.deadletter, topics.models, topics.schemas]
+        if self.config.tabular_enabled:
+            out.append(self.config.synthetic_topic)
         if self.config.stats.enabled and self.role in ("all", "ingest"):
             out += [self.config.stats_topic, topics.budget]
         if self.redactor.redacts and self.ingests:
             out += [self.config.redacted_topic, topics.pii_findings]
-        if self.config.audit.enabled and self.trains:
+        if self.config.audit.enabled and self.trains and self.config.tabular_enabled:
             out.append(topics.privacy_audit)
         if self.config.sequence.enabled and self.publishes:
             out.append(self.sequence_topic)
-        if self.config.drift.enabled and self.trains:
+        if self.config.drift_enabled and self.trains:
             # Created up front: producing to a topic made after the producer started can fail on the
             # embedded broker (NotLeaderForPartition).
             out.append(topics.drift)
@@ -251,11 +253,14 @@ class Pipeline:
     def _encoder(self) -> Callable[[Sequence[dict[str, Any]]], list[bytes]]:
         return self._encoder_for(self.config.synthetic_topic)
 
-    def _encoder_for(self, topic: str) -> Callable[[Sequence[dict[str, Any]]], list[bytes]]:
+    def _encoder_for(
+        self, topic: str, schema: RecordSchema | None = None
+    ) -> Callable[[Sequence[dict[str, Any]]], list[bytes]]:
+        schema = schema or self.output_schema
         if self.config.publisher.format == "avro":
-            serde = AvroRecordSerde(self.output_schema, self.store, subject=f"{topic}-value")
+            serde = AvroRecordSerde(schema, self.store, subject=f"{topic}-value")
             return serde.encode_many
-        json_serde = JsonRecordSerde(self.output_schema)
+        json_serde = JsonRecordSerde(schema)
         return lambda rows: [json_serde.encode(r) for r in rows]
 
     async def publish_schemas(self, producer: BatchSender) -> None:
@@ -300,6 +305,7 @@ class Pipeline:
             raise
         finally:
             await self._shutdown(producer, executor)
+            closing_log(self)  # the last line says what was published, and why nothing if nothing was
         return self.summary()
 
     async def _shutdown(self, producer: Producer, executor: Executor | None) -> None:
@@ -388,7 +394,7 @@ class Pipeline:
                     stream=self.config.stream,
                     window_s=self.config.redaction.findings_window_s,
                 )
-        if self.trains:
+        if self.trains and self.config.tabular_enabled:
             assert executor is not None
             self.gate = self._audit_gate(producer, executor)
             self.scheduler = RetrainScheduler(
@@ -404,13 +410,21 @@ class Pipeline:
                 gate=self.gate,
                 ledger=self.ledger,
                 stats=self.config.stats,
+                # The first fit waits for our consumer to catch up with the topic (issue 17): an empty
+                # poll with no partition lagging (the embedded broker's fetch high-water marks can lag
+                # behind, so lag alone is not trusted). With another engine's consumer (faust) it is
+                # unknown (None): min_records decides.
+                caught_up=lambda: self._source_idle_seconds() > 0.0 if self.consumer is not None else None,
             )
             for observer in self.observers:  # drift (issue 8): e.g. store each version's training profile
                 hook = getattr(observer, "version_hook", None)
                 if hook is not None:
                     self.scheduler.hooks.append(hook)
         self._build_sequences(producer, executor, lifecycle_serde)
-        if self.publishes:
+        if not self.config.tabular_enabled:
+            # A sequence-only config (issue 16): no tabular model, audit, feed or drift unless asked.
+            self._log.info("pipeline.tabular_off", reason="sequence section only; set training.tabular to add it")
+        elif self.publishes:
             self.publisher = SyntheticPublisher(
                 registry=self.registry,
                 producer=producer,
@@ -447,6 +461,7 @@ class Pipeline:
                 stream=self.config.stream,
                 ledger=self.ledger,
                 privacy=self.config.training.privacy,
+                caught_up=lambda: self.stage is not None and self.stage.idle_seconds() > 0,
             )
         if self.publishes:
             assert cfg.time_field is not None  # required when the section is enabled
@@ -454,7 +469,9 @@ class Pipeline:
                 registry=self.sequence_registry,
                 producer=producer,
                 topic=self.sequence_topic,
-                encode_many=self._encoder_for(self.sequence_topic),
+                encode_many=self._encoder_for(
+                    self.sequence_topic, feed_schema(self.output_schema, cfg.publisher.id_field)
+                ),
                 config=cfg.publisher,
                 stream=self.config.stream,
                 time_field=cfg.time_field,
@@ -510,7 +527,7 @@ class Pipeline:
                 min_label_count=self.config.training.min_category_count,
             )
             observers.append(self.stats)
-        if self.config.drift.enabled and self.trains:
+        if self.config.drift_enabled and self.trains:
             # Drift monitors (issue 8) run where retrains happen (roles all/trainer): the scheduler is
             # built after the observers, so requests look it up when they happen; build() connects
             # the stage's version hook (training profiles) to the scheduler.
@@ -575,14 +592,27 @@ class Pipeline:
             if self.publisher is not None:
                 group.create_task(self._publish(stop), name="publisher")
             if self.sequence_publisher is not None:
-                group.create_task(self.sequence_publisher.run(stop), name="sequence-publisher")
+                group.create_task(self._publish_sequences(stop), name="sequence-publisher")
             group.create_task(self._watch(stop, until), name="watch")
 
     async def _publish(self, stop: asyncio.Event) -> None:
         assert self.publisher is not None
         await self.publisher.run(stop)
         if self.config.publisher.max_records is not None:
-            stop.set()  # the configured feed is complete: the run ends
+            self._feed_complete(stop)
+
+    async def _publish_sequences(self, stop: asyncio.Event) -> None:
+        assert self.sequence_publisher is not None
+        await self.sequence_publisher.run(stop)
+        if self.config.sequence.publisher.max_records is not None:
+            self._feed_complete(stop)
+
+    def _feed_complete(self, stop: asyncio.Event) -> None:
+        """A feed reached its ``max_records``: the run ends once every feed of this role is complete."""
+        feeds = [p for p in (self.publisher, self.sequence_publisher) if p is not None]
+        if all(p.done.is_set() for p in feeds):
+            self._log.info("pipeline.feeds_complete", feeds=len(feeds))
+            stop.set()  # the configured feeds are complete: the run ends
 
     async def _watch(self, stop: asyncio.Event, until: Callable[[Pipeline], bool] | None) -> None:
         while not stop.is_set():

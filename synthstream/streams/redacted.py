@@ -16,7 +16,6 @@ records in = processed + dead letters.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -80,10 +79,8 @@ class RedactedStage(ConsumingStage):
         self.buffer.extend(records)
         for observer in self.observers:
             await observer.observe(records, sources)
-        if self.latency is not None and sources:
-            now_ms = time.time() * 1000.0
-            for r in sources:
-                self.latency.add(max(0.0, now_ms - r.timestamp) / 1000.0)
+        if self.latency is not None:
+            self.latency.add_records([r.timestamp for r in sources])
         self.counters.records_in += len(batch)
         self.counters.processed += len(records)
         self.counters.dead_letters += len(dead)

@@ -9,12 +9,16 @@ the feed's clock reaches the last sampled start, so no entity can start "in the 
 
 Pacing: an event at event time ``t`` is due at wall time ``t0_wall + (t - origin) /
 speedup``; ``speedup = 0`` publishes as fast as possible. Records carry the stream's
-schema encoding and the same headers and keys as the tabular feed
-(:data:`~synthstream.streams.publisher.HEADER_SYNTHETIC`, model version, stream; keys
-``<stream>:v<N>:<seq>``), plus the synthetic entity id and the event time (epoch ms) as
-headers. With ``key_by="entity"`` the key is ``<stream>:v<N>:<entity>`` so that Kafka's
-partitioner keeps each entity on one partition (per-entity order then also holds on
-multi-partition topics; with sequence keys it holds on single-partition topics).
+schema encoding and the same headers as the tabular feed
+(:data:`~synthstream.streams.publisher.HEADER_SYNTHETIC`, model version, stream), plus the
+synthetic entity id and the event time (epoch ms) as headers. Sequences can be told apart
+three ways (issue 16): the key ``<stream>:v<N>:<entity>`` (``key_by="entity"``, the default:
+Kafka's partitioner also keeps each entity on one partition, so per-entity order holds on
+multi-partition topics; ``key_by="sequence"`` gives ``<stream>:v<N>:<seq>`` as the tabular
+feed), the ``synthstream-entity`` header, and the ``id_field`` written into every record (a
+string field the feed's schema gains, :func:`feed_schema`; default ``synthetic_entity``).
+The entity field itself is no id when it is a static attribute (an airport shared by many
+synthetic series), and windows mode has no entity field at all: hence a field of its own.
 
 A newly promoted version is picked up between batches: entities already started finish
 with the version that generated them (their records say so); new entities come from the
@@ -33,14 +37,15 @@ from typing import Any
 
 from synthstream.config import SequencePublisherConfig
 from synthstream.connectors.kafka import BatchSender, OutMessage
-from synthstream.errors import ModelError
+from synthstream.errors import ConfigError, ModelError
 from synthstream.log import get_logger
 from synthstream.models.registry import ModelRegistry
 from synthstream.models.sequence import SequenceGenerator, SyntheticSequence
 from synthstream.processors.sequences import event_time_us
+from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 from synthstream.streams.publisher import HEADER_MODEL_VERSION, HEADER_STREAM, HEADER_SYNTHETIC
 
-__all__ = ["HEADER_ENTITY", "HEADER_EVENT_TIME", "SequencePublisher"]
+__all__ = ["HEADER_ENTITY", "HEADER_EVENT_TIME", "SequencePublisher", "feed_schema"]
 
 HEADER_ENTITY = "synthstream-entity"
 HEADER_EVENT_TIME = "synthstream-event-time"
@@ -48,6 +53,31 @@ HEADER_EVENT_TIME = "synthstream-event-time"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 BatchEncoder = Callable[[Sequence[dict[str, Any]]], list[bytes]]
+
+
+def feed_schema(schema: RecordSchema, id_field: str | None) -> RecordSchema:
+    """The sequence feed's record schema: ``schema`` plus the id field (a string identifier), if any.
+
+    A ConfigError names the field when ``id_field`` is already a field of ``schema`` (its values
+    would be overwritten by synthetic ids, or mistaken for them).
+    """
+    if id_field is None:
+        return schema
+    if id_field in schema.field_names:
+        raise ConfigError(
+            [
+                f"sequence.publisher.id_field {id_field!r} is already a field of the stream; "
+                "choose another name (or null for no id field)"
+            ],
+            "pipeline config",
+        )
+    extra = FieldSpec(
+        name=id_field,
+        type=FieldType.STRING,
+        role=FieldRole.IDENTIFIER,
+        doc="synthetic entity (sequence) id: the events of one synthetic sequence share it",
+    )
+    return schema.model_copy(update={"fields": (*schema.fields, extra)})
 
 
 @dataclass
@@ -101,6 +131,10 @@ class SequencePublisher:
         self._admitted = 0
         self._last_start: int | None = None
         self._origin: int | None = None
+        self._wall0 = time.monotonic()
+        self._pass_end: int | None = None  # no event after this (µs); None = the arrival process runs on
+        self._pass_starts: list[datetime] = []  # starts of this pass not yet sampled (default: the data's span)
+        self.passes = 0
         self._log = get_logger("sequence_publisher", stream=stream, topic=topic)
 
     def __repr__(self) -> str:
@@ -124,14 +158,21 @@ class SequencePublisher:
         previous, self._model, self._version = self._version, model, current.version
         self._seq.setdefault(current.version, 0)
         self.versions_used.append(current.version)
-        self._log.info("sequence_publisher.model_swapped", previous=previous, version=current.version)
+        self._log.info(
+            "sequence_publisher.model_swapped",
+            previous=previous,
+            version=current.version,
+            trained_on_sequences=current.lineage.source_offsets.get("sequences"),
+            published=self.published,
+            max_records=self.config.max_records,
+        )
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set or ``config.max_records`` were published."""
         while not stop.is_set() and not self._swap_if_promoted():
             await _sleep_or_stop(stop, self.poll_interval_s)
-        wall0 = time.monotonic()
+        self._wall0 = time.monotonic()
         limit = self.config.max_records
         speedup = self.config.speedup
         while not stop.is_set():
@@ -142,12 +183,12 @@ class SequencePublisher:
             await self._refill()
             assert self._origin is not None
             if speedup > 0:
-                due = wall0 + (self._heap[0][0] - self._origin) / 1e6 / speedup
+                due = self._wall0 + (self._heap[0][0] - self._origin) / 1e6 / speedup
                 delay = due - time.monotonic()
                 if delay > 0:
                     await _sleep_or_stop(stop, min(delay, self.poll_interval_s))
                     continue
-                now_event = self._origin + (time.monotonic() - wall0) * speedup * 1e6
+                now_event = self._origin + (time.monotonic() - self._wall0) * speedup * 1e6
                 messages = self._take(n, until_us=now_event)
             else:
                 messages = self._take(n, until_us=None)
@@ -171,22 +212,55 @@ class SequencePublisher:
         stalled = 0
         while not self._heap or self._last_start is None or self._last_start <= self._heap[0][0]:
             count = self.config.entities_per_sample
+            if self._pass_end is not None and self._last_start is not None and self._last_start > self._pass_end:
+                if self._heap:
+                    return  # every entity of this pass has started; drain it
+                self._last_start = None  # a fresh pass over the same time range
             if self._last_start is None:
-                origin = self.start or datetime.now(UTC)
-                batch = await asyncio.to_thread(model.sample_sequences, count, start=origin)
-                self._origin = event_time_us(origin)
+                batch = await self._begin_pass(model, count)
+            elif self.start is None:
+                chunk, self._pass_starts = self._pass_starts[:count], self._pass_starts[count:]
+                end = _EPOCH + timedelta(microseconds=self._pass_end or 0)
+                batch = await asyncio.to_thread(model.sample_sequences, len(chunk), starts=chunk, until=end)
             else:
                 after = _EPOCH + timedelta(microseconds=self._last_start)
-                batch = await asyncio.to_thread(model.sample_sequences, count, after=after)
+                until = None if self._pass_end is None else _EPOCH + timedelta(microseconds=self._pass_end)
+                batch = await asyncio.to_thread(model.sample_sequences, count, after=after, until=until)
             previous = self._last_start
             for entity in batch:
                 self._admit(entity, version)
-            stalled = stalled + 1 if self._last_start == previous else 0
+            if self.start is None and not self._pass_starts and self._pass_end is not None:
+                self._last_start = self._pass_end + 1  # the whole pass is admitted
+            stalled = stalled + 1 if self._last_start == previous and self.start is not None else 0
             if stalled > 100:
                 raise ModelError("the model's arrival process does not advance (every gap between starts is 0)")
 
+    async def _begin_pass(self, model: SequenceGenerator, count: int) -> list[SyntheticSequence]:
+        """Start a pass: event time restarts at the data's first time (or ``start``), so it never runs away.
+
+        Default (no ``start``): the pass is one synthetic population as large as the training
+        data, its entities' starts drawn from the learned start distribution inside the observed
+        span, events cut at the span's end. With ``start``: the learned arrival process from
+        ``start``, cut at ``end`` when set (then the next pass begins at ``start`` again).
+        """
+        self.passes += 1
+        self._wall0 = time.monotonic()
+        if self.start is None:
+            lo, hi = model.time_span
+            self._origin, self._pass_end = event_time_us(lo), event_time_us(hi)
+            population = max(model.n_entities_, count)
+            self._pass_starts = await asyncio.to_thread(model.sample_start_times, population)
+            chunk, self._pass_starts = self._pass_starts[:count], self._pass_starts[count:]
+            return await asyncio.to_thread(model.sample_sequences, len(chunk), starts=chunk, until=hi)
+        self._origin = event_time_us(self.start)
+        self._pass_end = event_time_us(self.config.end) if self.config.end is not None else None
+        until = self.config.end
+        return await asyncio.to_thread(model.sample_sequences, count, start=self.start, until=until)
+
     def _admit(self, entity: SyntheticSequence, version: int) -> None:
-        times = [event_time_us(e.get(self.time_field)) for e in entity.events]
+        times: list[int | None] = list(entity.times_us) or [
+            event_time_us(e.get(self.time_field)) for e in entity.events
+        ]
         start = event_time_us(entity.start)
         assert start is not None
         self._last_start = start if self._last_start is None else max(self._last_start, start)
@@ -210,7 +284,10 @@ class SequencePublisher:
                 break  # entities starting before this event are not sampled yet: refill first
             heapq.heappop(self._heap)
             active = self._active[slot]
-            rows.append(active.entity.events[active.next])
+            row = active.entity.events[active.next]
+            if self.config.id_field is not None:
+                row = {**row, self.config.id_field: active.entity.entity_id}
+            rows.append(row)
             meta.append((active.version, active.entity.entity_id, stamp))
             active.next += 1
             if active.next < len(active.times):

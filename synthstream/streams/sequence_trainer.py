@@ -8,6 +8,14 @@ A DP-SGD fit's spend (unit: the entity) is charged to the privacy ledger under a
 their own registry (``<stream>.sequences``), so they never mix with tabular versions, and are
 announced on the models topic like any other version.
 
+The first fit waits for the backlog (issue 16): a replayed panel read in part gave a first
+version fitted on 510 of 6,127 persons, and a feed with ``max_records`` ended on it. So the
+first fit needs ``sequence.min_sequences`` sequences *and* either the source caught up (an
+empty poll with nothing left unread), ``first_fit_sequences`` sequences held (default: the
+keyed state is full) or ``training.first_fit_max_wait_s`` passed since the first sequence
+(a stream always read behind its end), and logs which of them let it start. Later fits
+follow the triggers.
+
 The privacy/quality audit gate covers tables only; sequence versions are promoted once fitted
 (and charged, when DP). The discriminative and predictive metrics of
 :mod:`synthstream.evaluation.timeseries` are the place to gate them on next.
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from functools import partial
@@ -59,9 +68,15 @@ class SequenceScheduler(BackgroundFits):
         stream: str,
         ledger: PrivacyLedger,
         privacy: ModelPrivacyConfig | None = None,
+        caught_up: Callable[[], bool] | None = None,
     ) -> None:
         if not config.enabled:
             raise ValueError("the sequence section is not enabled")
+        #: Whether the source is read to its end (None: no backlog to wait for, e.g. a test's state).
+        self.caught_up = caught_up
+        #: Why the first fit started (``caught_up``, ``sequences`` or ``max_wait``), once it did.
+        self.first_fit_reason: str | None = None
+        self._first_seen_at: float | None = None  # monotonic time the state first held a sequence
         self.config = config
         self.training = training
         self.state = state
@@ -92,6 +107,8 @@ class SequenceScheduler(BackgroundFits):
             return False
         if len(self.state) < self.config.min_sequences:
             return False
+        if self.versions_trained == 0 and self.first_fit_reason is None and not self._backlog_read():
+            return False
         return trigger_fired(
             self.state.counters.accepted - self._accepted_at_last_fit,
             self.versions_trained,
@@ -99,6 +116,40 @@ class SequenceScheduler(BackgroundFits):
             self.training.every_records,
             self.training.every_seconds,
         )
+
+    def first_fit_target(self) -> int:
+        """Sequences that let the first fit start before the source is caught up."""
+        if self.config.first_fit_sequences is not None:
+            return self.config.first_fit_sequences
+        return self.config.max_windows if self.config.mode == "windows" else self.config.max_entities
+
+    def _backlog_read(self) -> bool:
+        """Whether the first fit may start: the source caught up, or enough sequences held (logged once)."""
+        held, target = len(self.state), self.first_fit_target()
+        now = time.monotonic()
+        if self._first_seen_at is None:
+            self._first_seen_at = now
+        # The tabular first fit's wait bound (training.first_fit_max_wait_s) holds here too: a stream
+        # that is always read behind its end is never caught up.
+        max_wait = getattr(self.training, "first_fit_max_wait_s", None)
+        if self.caught_up is None or self.caught_up():
+            reason = "caught_up"
+        elif held >= target:
+            reason = "sequences"
+        elif max_wait is not None and now - self._first_seen_at >= max_wait:
+            reason = "max_wait"
+        else:
+            return False
+        self.first_fit_reason = reason
+        self._log.info(
+            "sequence.first_fit_ready",
+            reason=reason,
+            sequences=held,
+            min_sequences=self.config.min_sequences,
+            first_fit_sequences=target,
+            events_accepted=self.state.counters.accepted,
+        )
+        return True
 
     async def retrain(self) -> ModelVersion | None:
         """Fit one version from the keyed state's snapshot, charge its DP spend, register and promote it."""

@@ -1,8 +1,10 @@
 """What a running pipeline is doing, in one line: counts and the current activity.
 
 ``synthstream run`` shows :meth:`RunStatus.line` as a live status line on a terminal, and
-``/health`` carries :attr:`RunStatus.activity`, so a run that waits (a rejected version, a
-spent budget, a stalled fit, a lost broker) says so instead of going quiet. The activity is
+``/health`` carries :attr:`RunStatus.activity`, so a run that waits (the backlog before the
+first fit, a rejected version and its retry, a stalled stream, a spent budget, a stalled fit, a
+lost broker) says so instead of going quiet. :func:`closing_log` writes the run's last log line:
+what was published, and why nothing when nothing was. The activity is
 read from the pipeline's own objects; nothing here changes them.
 """
 
@@ -11,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from synthstream.log import get_logger
+
 if TYPE_CHECKING:
     from synthstream.streams.pipeline import Pipeline
 
-__all__ = ["RunStatus", "run_status"]
+__all__ = ["RunStatus", "closing_log", "closing_words", "run_status"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ def _activity(pipeline: Pipeline, promoted: int | None) -> str:
     if scheduler is not None:
         if scheduler.exhausted is not None:
             return f"training stopped: privacy budget exhausted ({scheduler.exhausted})"
+        stalled = getattr(scheduler, "stream_stalled", None)
+        if stalled is not None and not scheduler.busy:
+            return f"stalled: {stalled}; retrying {scheduler.retry_hint()}"
         if scheduler.busy:
             progress = scheduler.progress
             if scheduler.stalled_s > 0 and progress is not None:
@@ -75,10 +82,8 @@ def _activity(pipeline: Pipeline, promoted: int | None) -> str:
             version, reason = scheduler.last_rejected
             short = reason if len(reason) <= 80 else reason[:77] + "..."
             return f"waiting: version {version} rejected ({short}), retrying {scheduler.retry_hint()}"
-        if promoted is None and pipeline.trains:
-            needed = scheduler.config.min_records - len(scheduler.buffer)
-            if needed > 0:
-                return f"waiting for data: {needed} more records before the first fit"
+        if promoted is None and pipeline.trains and scheduler.versions_trained == 0 and scheduler.fits_failed == 0:
+            return scheduler.first_fit_hint()
     if pipeline.publisher is not None and promoted is None:
         return "waiting for a promoted model version"
     if pipeline.consumes and not pipeline.consuming.is_set():
@@ -88,3 +93,49 @@ def _activity(pipeline: Pipeline, promoted: int | None) -> str:
     if pipeline.stage is not None and pipeline.stage.idle_seconds() > 1.0:
         return "caught up, waiting for records"
     return "consuming"
+
+
+def closing_words(pipeline: Pipeline) -> tuple[str, str]:
+    """The run's last log line: (level, message) saying what was published, and why nothing if nothing was.
+
+    A run stopped (SIGTERM) after every version was rejected still exits 0; this line is
+    where the operator reads that nothing was published and why. A role that trains but does
+    not publish says whether a version was promoted.
+    """
+    publisher = pipeline.publisher
+    published = publisher.published if publisher is not None else 0
+    scheduler = pipeline.scheduler
+    if published > 0 or (publisher is None and scheduler is None):
+        return "info", f"stopped: {published} synthetic records published"
+    current = pipeline.registry.current()
+    if current is not None:
+        if publisher is None:
+            return "info", f"stopped: v{current.version} is promoted (this role does not publish)"
+        return "warning", f"stopped: nothing was published although v{current.version} is promoted"
+    nothing = "nothing was published" if publisher is not None else "no version was promoted"
+    if scheduler is None:
+        return "warning", f"stopped: {nothing}: no promoted version appeared in the registry"
+    if scheduler.last_rejected is not None:
+        version, reason = scheduler.last_rejected
+        short = reason if len(reason) <= 200 else reason[:197] + "..."
+        return (
+            "warning",
+            f"stopped: {nothing}: {scheduler.versions_rejected} version(s) trained and all rejected "
+            f"by the audit (last: v{version}: {short})",
+        )
+    if scheduler.exhausted is not None:
+        return "warning", f"stopped: {nothing}: the model privacy budget is spent ({scheduler.exhausted})"
+    if scheduler.fits_failed:
+        return "warning", f"stopped: {nothing}: {scheduler.fits_failed} fit(s) failed and none succeeded"
+    if scheduler.busy or scheduler.progress is not None:
+        return "warning", f"stopped: {nothing}: the first fit had not finished"
+    return "warning", f"stopped: {nothing}: no fit yet ({scheduler.first_fit_hint()})"
+
+
+def closing_log(pipeline: Pipeline) -> None:
+    """Log :func:`closing_words` as ``pipeline.stopped`` (with the published count)."""
+    level, message = closing_words(pipeline)
+    published = pipeline.publisher.published if pipeline.publisher is not None else 0
+    log = get_logger("pipeline", stream=pipeline.config.stream, role=pipeline.role)
+    emit = log.warning if level == "warning" else log.info
+    emit("pipeline.stopped", published=published, message=message)

@@ -17,17 +17,37 @@ worker process, so ingest keeps flowing while a model trains. Each retrain:
    storing a training profile), and the :class:`PromotionGate`, when one is configured,
    decides: ``promoted``, or ``rejected`` with its reasons while the previous version keeps
    publishing. Without a gate a version is promoted straight away.
+
+When the first fit comes (``training.started`` says which rule fired, and how the records
+seen split into training records and the audit's control set):
+
+* never before ``min_records`` records were *seen* (control share included);
+* ``caught_up``: the consumer has read everything the topic holds (a poll came back empty
+  with no assigned partition lagging): a backlog there at start is trained on whole, not on
+  its first micro-batch; a live stream is caught up at its first pause;
+* ``first_fit_records``: that many records were seen (a stream that never pauses);
+* ``max_wait``: ``first_fit_max_wait_s`` passed since the first record.
+
+Later fits follow ``every_records`` / ``every_seconds``. After a rejection the scheduler
+retries (a ``training.retry`` log line and a ``retry`` lifecycle event say which and why):
+with ``generator: auto``, first at once on the same data with the automatic choice's
+runner-up (:data:`RUNNER_UP`), then with more data (``retry_records``, default half of
+``every_records``). A stream whose last ``stalled_after_fits`` fits published nothing, or
+whose first unpublished fit is ``stalled_after_s`` old, is *stalled*: a
+``training.stream_stalled`` warning, a ``stalled`` lifecycle event, the status line and
+``/health`` say so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,14 +59,53 @@ from synthstream.errors import SynthstreamError
 from synthstream.log import configure_logging, get_logger, logging_settings
 from synthstream.models.base import Generator
 from synthstream.models.choice import GeneratorChoice, choose_generator, generator_options
+from synthstream.models.guards import silent_text_fields
 from synthstream.models.registry import Lineage, ModelRegistry, ModelVersion
 from synthstream.models.training import ProgressFile, fit_generator, read_progress, warm_up
 from synthstream.privacy.ledger import BudgetExceeded, PrivacyLedger
 from synthstream.processors.buffer import TrainingBuffer
 from synthstream.schemas.events import EventSerde, ModelLifecycleEvent, PrivacyGuarantee, stable_event_id
-from synthstream.schemas.record import RecordSchema
+from synthstream.schemas.record import FieldRole, RecordSchema
 
 Record = dict[str, Any]
+
+#: The automatic choice's runner-up per generator, for a retry after a rejection: (dp, name) -> name.
+#: DP fits only ever fall back to DP generators (each fit spends model budget from the ledger).
+RUNNER_UP: dict[tuple[bool, str], str] = {
+    (False, "neural"): "gaussian_copula",
+    (False, "gaussian_copula"): "neural",
+    (True, "aim"): "mst",
+    (True, "mst"): "aim",
+}
+
+#: Why a fit starts now, in words (``training.started``'s ``why_now``).
+TRIGGERS: dict[str, str] = {
+    "min_records": "min_records records were seen",
+    "caught_up": "the consumer caught up with the topic: the backlog there at start is read",
+    "first_fit_records": "training.first_fit_records records were seen before the consumer caught up",
+    "max_wait": "training.first_fit_max_wait_s passed before the consumer caught up",
+    "every_records": "training.every_records new records since the last fit",
+    "every_seconds": "training.every_seconds passed since the last fit (with new records)",
+    "requested": "a retrain was requested",
+    "retry_runner_up": "retry after a rejection with the runner-up generator on the same data",
+    "retry_more_data": "retry after a rejection with more data",
+    "direct": "called directly",
+}
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """What comes after a rejected version: the runner-up at once (``generator``), or ``records`` more records.
+
+    ``primary`` is the automatic choice (the generator a retry with more data fits, and the
+    one a runner-up stands in for).
+    """
+
+    rejected: int
+    primary: str
+    generator: str | None
+    records: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -191,6 +250,7 @@ class RetrainScheduler(BackgroundFits):
         stats: StatsConfig | None = None,
         progress_interval_s: float = 1.0,
         stall_after_s: float = 300.0,
+        caught_up: Callable[[], bool | None] | None = None,
     ) -> None:
         if progress_interval_s <= 0:
             raise ValueError("progress_interval_s must be positive")
@@ -223,6 +283,21 @@ class RetrainScheduler(BackgroundFits):
         self.last_rejected: tuple[int, str] | None = None
         #: Seconds the running fit has reported no progress, once past ``stall_after_s`` (else 0).
         self.stalled_s = 0.0
+        #: Whether the input consumer has read all the topic held at its last fetch. None, or a call
+        #: answering None (unknown, e.g. another engine's consumer): the first fit comes at min_records.
+        self.caught_up = caught_up
+        #: The retry planned after the last rejection, or None.
+        self.retry: RetryPlan | None = None
+        #: Fits in a row that published nothing (rejected or failed), since the last promotion.
+        self.unpublished_fits = 0
+        #: Why the stream is stalled (nothing published for stalled_after_fits fits / stalled_after_s), or None.
+        self.stream_stalled: str | None = None
+        self._unpublished_since: float | None = None
+        self._last_unpublished: tuple[int, str, str] | None = None
+        self._stall_task: asyncio.Task[None] | None = None
+        self._fits_started = 0
+        self._first_record_at: float | None = None
+        self._trigger: str | None = None
         self._requested: str | None = None
         self._seen_at_last_fit = 0
         self._last_fit_at = time.monotonic()
@@ -233,25 +308,61 @@ class RetrainScheduler(BackgroundFits):
         return f"RetrainScheduler(stream={self.stream!r}, generator={self.config.generator!r})"
 
     def due(self) -> bool:
-        """Whether a trigger fired and there is enough data to train."""
-        if self.busy or self.exhausted is not None or len(self.buffer) < self.config.min_records:
+        """Whether a trigger fired and there is enough data to train (the trigger is kept for the log)."""
+        if self.busy or self.exhausted is not None:
+            return False
+        seen = self.buffer.total_seen
+        if seen > 0 and self._first_record_at is None:
+            self._first_record_at = time.monotonic()
+        if seen < self.config.min_records or len(self.buffer) == 0:
             return False
         if self.gate is not None and not getattr(self.gate, "ready", True):
             return False  # the gate cannot judge a version yet (e.g. the audit's control set is too small)
+        self._trigger = self._why_now(seen)
+        return self._trigger is not None
+
+    def _why_now(self, seen: int) -> str | None:
+        """The trigger that fires now (a key of :data:`TRIGGERS`), or None."""
+        cfg = self.config
+        now = time.monotonic()
         if self._requested is not None:
-            return True
-        return trigger_fired(
-            self.buffer.total_seen - self._seen_at_last_fit,
-            self.versions_trained,
-            self._last_fit_at,
-            self.config.every_records,
-            self.config.every_seconds,
-        )
+            return "requested"
+        new = seen - self._seen_at_last_fit
+        if self.retry is not None:
+            if self.retry.generator is not None:
+                return "retry_runner_up"
+            if new >= self.retry.records:
+                return "retry_more_data"
+        if self._fits_started == 0:
+            caught_up = self.caught_up() if self.caught_up is not None else None
+            if caught_up is None:
+                return "min_records"
+            if caught_up:
+                return "caught_up"
+            if cfg.first_fit_records is not None and seen >= cfg.first_fit_records:
+                return "first_fit_records"
+            waited = now - (self._first_record_at or now)
+            if cfg.first_fit_max_wait_s is not None and waited >= cfg.first_fit_max_wait_s:
+                return "max_wait"
+            return None
+        if new <= 0:
+            return None
+        if self.retry is None and cfg.every_records is not None and new >= cfg.every_records:
+            return "every_records"
+        if cfg.every_seconds is not None and now - self._last_fit_at >= cfg.every_seconds:
+            return "every_seconds"
+        return None
+
+    def maybe_start(self) -> bool:
+        """Check for a stalled stream, then start a fit in the background if one is due."""
+        self._check_stall()
+        return super().maybe_start()
 
     def next_retry(self) -> tuple[int | None, float | None]:
         """What the next fit waits for: (records still needed, seconds still to wait); None = trigger off."""
         new = self.buffer.total_seen - self._seen_at_last_fit
-        records = None if self.config.every_records is None else max(0, self.config.every_records - new)
+        every = self.retry.records if self.retry is not None else self.config.every_records
+        records = None if every is None else max(0, every - new)
         seconds = (
             None
             if self.config.every_seconds is None
@@ -261,6 +372,8 @@ class RetrainScheduler(BackgroundFits):
 
     def retry_hint(self) -> str:
         """Plain words for when the next fit comes, e.g. ``after 1200 more records or in 45 s``."""
+        if self.retry is not None and self.retry.generator is not None:
+            return f"now with the runner-up generator {self.retry.generator}"
         records, seconds = self.next_retry()
         parts = []
         if records is not None:
@@ -269,6 +382,120 @@ class RetrainScheduler(BackgroundFits):
             parts.append(f"in {seconds:.0f} s (with new records)")
         return " or ".join(parts) or "on request"
 
+    def first_fit_hint(self) -> str:
+        """Plain words for what the first fit waits for (the status line before any version)."""
+        cfg = self.config
+        seen = self.buffer.total_seen
+        if seen < cfg.min_records:
+            return f"waiting for data: {cfg.min_records - seen} more records before the first fit"
+        parts = ["when the consumer has caught up"]
+        if cfg.first_fit_records is not None:
+            parts.append(f"at {cfg.first_fit_records} records seen")
+        if cfg.first_fit_max_wait_s is not None and self._first_record_at is not None:
+            left = cfg.first_fit_max_wait_s - (time.monotonic() - self._first_record_at)
+            parts.append(f"in {max(0.0, left):.0f} s")
+        return f"reading the backlog ({seen} records seen): first fit " + " or ".join(parts)
+
+    # -- retries and stalls ------------------------------------------------------------------------
+
+    def _plan_retry(
+        self, version: int, generator: str, runner_up_allowed: bool, dp: bool, primary: str | None = None
+    ) -> RetryPlan:
+        """The retry after ``version`` (fitted by ``generator``) was rejected: the runner-up, or more data.
+
+        ``primary``: the generator a retry with more data uses (the automatic choice, when
+        ``generator`` was its runner-up); default ``generator``.
+        """
+        cfg = self.config
+        primary = primary or generator
+        runner = RUNNER_UP.get((dp, generator)) if runner_up_allowed else None
+        if runner is not None:
+            return RetryPlan(
+                version,
+                generator,
+                runner,
+                0,
+                f"v{version} ({generator}) was rejected: retrying at once on the same data with the automatic "
+                f"choice's runner-up {runner}",
+            )
+        if cfg.retry_records is not None:
+            records = cfg.retry_records
+        elif cfg.every_records is not None:
+            records = max(cfg.min_records, cfg.every_records // 2)
+        else:
+            records = cfg.min_records
+        when = f"after {records} more records"
+        if cfg.every_seconds is not None:
+            when += f" or in {cfg.every_seconds:g} s with new records"
+        return RetryPlan(
+            version,
+            primary,
+            None,
+            records,
+            f"v{version} ({generator}) was rejected: retrying with more data and {primary} {when}",
+        )
+
+    def _unpublished(self, version: int, generator: str, reason: str) -> None:
+        """Count a fit that published nothing (for the stalled-stream check)."""
+        self.unpublished_fits += 1
+        if self._unpublished_since is None:
+            self._unpublished_since = time.monotonic()
+        self._last_unpublished = (version, generator, reason)
+
+    def _published(self) -> None:
+        if self.stream_stalled is not None:
+            self._log.info("training.stream_resumed", message="a version was promoted: the stream is no longer stalled")
+        self.unpublished_fits = 0
+        self._unpublished_since = None
+        self._last_unpublished = None
+        self.stream_stalled = None
+        self.retry = None
+
+    def stall_reason(self) -> str | None:
+        """Why the stream counts as stalled now (see the module docstring), or None."""
+        if self.unpublished_fits == 0 or self._last_unpublished is None or self._unpublished_since is None:
+            return None
+        cfg = self.config
+        age = time.monotonic() - self._unpublished_since
+        if self.unpublished_fits < cfg.stalled_after_fits and age < cfg.stalled_after_s:
+            return None
+        version, _, reason = self._last_unpublished
+        short = reason if len(reason) <= 120 else reason[:117] + "..."
+        return (
+            f"no version published for {self.unpublished_fits} fit(s) in a row over {age:.0f} s "
+            f"(last: v{version}: {short})"
+        )
+
+    def _check_stall(self) -> None:
+        """Announce a newly stalled stream once: a warning and a ``stalled`` lifecycle event."""
+        if self.stream_stalled is not None:
+            return
+        reason = self.stall_reason()
+        if reason is None or self._last_unpublished is None:
+            return
+        self.stream_stalled = reason
+        version, generator, _ = self._last_unpublished
+        current = self.registry.current()
+        publishing = f"v{current.version} keeps publishing" if current is not None else "nothing is published"
+        self._log.warning(
+            "training.stream_stalled",
+            fits=self.unpublished_fits,
+            last_version=version,
+            publishing=publishing,
+            retry=self.retry_hint(),
+            message=f"stream stalled: {reason}; {publishing}; the next fit comes {self.retry_hint()}",
+        )
+        with contextlib.suppress(RuntimeError):  # no running loop (a synchronous caller): the log line says it
+            self._stall_task = asyncio.get_running_loop().create_task(
+                self._send(version, generator, "stalled", rows=0, seed=0, seconds=0.0, reason=reason, tag="stalled")
+            )
+
+    async def wait_idle(self) -> None:
+        """Wait for a running fit (and a pending stall event) to finish; errors are logged, not raised."""
+        await super().wait_idle()
+        if self._stall_task is not None:
+            await asyncio.gather(self._stall_task, return_exceptions=True)
+
     def request(self, reason: str) -> None:
         """Ask for a retrain as soon as enough data is buffered (e.g. after a drift event)."""
         self._requested = reason
@@ -276,8 +503,11 @@ class RetrainScheduler(BackgroundFits):
 
     # -- one retrain -----------------------------------------------------------------------------
 
-    def _choose(self, rows: int) -> tuple[GeneratorChoice, TrainingConfig | None]:
-        """The generator for this fit; a name the configuration schema does not know is used as is."""
+    def _choose(self, rows: int, retry: RetryPlan | None = None) -> tuple[GeneratorChoice, TrainingConfig | None]:
+        """The generator for this fit; a name the configuration schema does not know is used as is.
+
+        A ``retry`` with a runner-up replaces the automatic choice with it (same DP setting).
+        """
         name = str(self.config.generator)
         known = {"auto", "gaussian_copula", "neural", "aim", "mst", "aim_stream"}
         if name not in known:
@@ -285,7 +515,11 @@ class RetrainScheduler(BackgroundFits):
         config = self.config
         if not isinstance(config.privacy, ModelPrivacyConfig):  # built with model_construct: validate it
             config = TrainingConfig.model_validate(config.model_dump())
-        return choose_generator(config, self.schema, rows=rows, stats=self.stats), config
+        choice = choose_generator(config, self.schema, rows=rows, stats=self.stats)
+        if retry is not None and retry.generator is not None:
+            reason = f"runner-up of {retry.primary} after v{retry.rejected} was rejected"
+            return GeneratorChoice(retry.generator, choice.dp, reason), config
+        return choice, config
 
     async def _warm_start(
         self, choice: GeneratorChoice, config: TrainingConfig | None
@@ -311,11 +545,18 @@ class RetrainScheduler(BackgroundFits):
         records = self.buffer.snapshot()
         seen = self.buffer.total_seen
         requested, self._requested = self._requested, None
+        trigger, self._trigger = self._trigger or ("requested" if requested else "direct"), None
+        retry, self.retry = self.retry, None
+        if trigger == "retry_more_data" and retry is not None:
+            retry = dataclasses.replace(retry, generator=None)
+        elif trigger != "retry_runner_up":
+            retry = None
+        self._fits_started += 1
         self._seen_at_last_fit = seen
         self._last_fit_at = time.monotonic()
         seed = self.config.seed + self.versions_trained + 1
         try:
-            choice, config = self._choose(len(records))
+            choice, config = self._choose(len(records), retry)
             options = (
                 generator_options(
                     choice,
@@ -334,9 +575,16 @@ class RetrainScheduler(BackgroundFits):
         warm, warm_from = await self._warm_start(choice, config)
         number = await asyncio.to_thread(self.registry.reserve)
         training = [] if choice.name == "aim_stream" else records  # the from-the-stream model never sees a record
+        control = self.buffer.holdout_size
+        why_now = retry.reason if retry is not None else TRIGGERS.get(trigger, trigger)
         self._log.info(
             "training.started",
             rows=len(training),
+            records_seen=seen,
+            control_rows=control,
+            holdout_share=self.buffer.holdout_share,
+            trigger=trigger,
+            why_now=why_now,
             generator=choice.name,
             dp=choice.dp,
             why=choice.reason,
@@ -344,6 +592,11 @@ class RetrainScheduler(BackgroundFits):
             version=number,
             warm_start_from=warm_from,
             requested=requested,
+            message=(
+                f"fit v{number} ({choice.name}) on {len(records)} training records of {seen} seen "
+                f"({control} held out as the audit's control set, holdout_share {self.buffer.holdout_share:g}): "
+                f"{why_now}"
+            ),
         )
         progress_path = self.registry.progress_path
         meta = {"stream": self.stream, "version": number, "generator": choice.name, "rows": len(training)}
@@ -395,7 +648,8 @@ class RetrainScheduler(BackgroundFits):
             warm_start_from=warm_from,
         )
         version = await asyncio.to_thread(self.registry.register, model, lineage=lineage, version=number)
-        await self._announce(version, "trained")
+        silent = await asyncio.to_thread(self._silent_text, model, records)
+        await self._announce(version, "trained", reason=silent)
         self.versions_trained += 1
         for hook in self.hooks:
             try:
@@ -410,6 +664,15 @@ class RetrainScheduler(BackgroundFits):
                 self.versions_rejected += 1
                 self.last_rejected = (version.version, reason)
                 await self._announce(version, "rejected", reason=reason, metrics=decision.metrics)
+                self._unpublished(version.version, choice.name, reason)
+                runner_up_allowed = (
+                    config is not None
+                    and config.generator == "auto"
+                    and config.retry_runner_up
+                    and (retry is None or retry.generator is None)  # a runner-up's rejection: more data next
+                )
+                primary = retry.primary if retry is not None and retry.generator is not None else None
+                self.retry = self._plan_retry(version.version, choice.name, runner_up_allowed, choice.dp, primary)
                 current = await asyncio.to_thread(self.registry.current)
                 still = f"v{current.version} keeps publishing" if current is not None else "nothing is published yet"
                 self._log.warning(
@@ -423,8 +686,28 @@ class RetrainScheduler(BackgroundFits):
                         f"the next fit comes {self.retry_hint()}"
                     ),
                 )
+                plan = self.retry
+                self._log.info(
+                    "training.retry",
+                    rejected=version.version,
+                    generator=plan.generator or plan.primary,
+                    runner_up=plan.generator is not None,
+                    after_records=plan.records,
+                    message=plan.reason,
+                )
+                await self._send(
+                    version.version,
+                    plan.generator or plan.primary,
+                    "retry",
+                    rows=len(training),
+                    seed=seed,
+                    seconds=0.0,
+                    reason=plan.reason,
+                )
+                self._check_stall()
                 return version
         self.last_rejected = None
+        self._published()
         version = await asyncio.to_thread(self.registry.promote, version.version)
         await self._announce(version, "promoted")
         self._log.info(
@@ -437,6 +720,7 @@ class RetrainScheduler(BackgroundFits):
     ) -> None:
         self.fits_failed += 1
         self.progress = None
+        self._unpublished(number, generator, f"the fit failed ({type(exc).__name__})")
         if isinstance(exc, BudgetExceeded):
             self.exhausted = exc.detail
             reason = f"privacy budget exhausted: {exc.detail}"
@@ -552,6 +836,21 @@ class RetrainScheduler(BackgroundFits):
             self.models_topic, OutMessage(value=self.lifecycle_serde.encode(event), key=self.stream.encode())
         )
 
+    def _silent_text(self, model: Generator, training: Sequence[Record]) -> str | None:
+        """Free-text fields the new version generates empty (logged and said on its ``trained`` event)."""
+        fields = _text_fields(self.schema)
+        if not fields:
+            return None
+        silent = silent_text_fields(model.sample_columns(256, seed=0), fields, training)
+        if not silent:
+            return None
+        self._log.warning(
+            "training.free_text_dropped",
+            fields=silent,
+            detail="generated empty: no token is used by enough records, or the generator learns no text (DP)",
+        )
+        return f"free text generated empty: {', '.join(silent)}"
+
     async def _announce(
         self,
         version: ModelVersion,
@@ -577,6 +876,10 @@ class RetrainScheduler(BackgroundFits):
         await self.producer.send(
             self.models_topic, OutMessage(value=self.lifecycle_serde.encode(event), key=self.stream.encode())
         )
+
+
+def _text_fields(schema: RecordSchema) -> list[str]:
+    return [f.name for f in schema.fields if f.role is FieldRole.FREE_TEXT]
 
 
 def _model_metrics(model: Generator) -> dict[str, float]:
