@@ -20,19 +20,8 @@ from synthstream.settings import KafkaSettings
 from synthstream.streams.metrics import MetricsServer
 from synthstream.streams.pipeline import Pipeline
 from synthstream.streams.status import closing_words
-from tests.helpers import pipeline_config, read_topic
+from tests.helpers import http_get, pipeline_config, read_topic
 from tests.test_audit_small_table import SMALL_TABLE_AUDIT, _replay, _schema, _table, _wait_for
-
-
-async def _get(port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-    await writer.drain()
-    response = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 async def _stalled_then_stop(pipeline: Pipeline, run: asyncio.Task, stop: asyncio.Event) -> None:
@@ -45,7 +34,7 @@ async def _stalled_then_stop(pipeline: Pipeline, run: asyncio.Task, stop: asynci
         )
         assert pipeline.status().activity.startswith("stalled: no version published for 2 fit(s)")
         [server] = [o for o in pipeline.observers if isinstance(o, MetricsServer)]
-        _, body = await _get(server.port, "/health")
+        _, body = await http_get(server.port, "/health")
         health = orjson.loads(body)
         assert health["training_stalled"] is True and health["unpublished_fits"] == 2
         assert "no version published" in health["stalled_reason"]

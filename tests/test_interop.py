@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import time
+from typing import Any
 
 import fastavro
 from confluent_kafka import Consumer as RdConsumer
@@ -21,7 +23,10 @@ from synthstream.streams.publisher import HEADER_MODEL_VERSION, HEADER_SYNTHETIC
 from tests.helpers import pipeline_config
 
 
-def _rd_consume_all(bootstrap: str, topic: str, group: str, expected: int, timeout_s: float = 60.0) -> list:
+def _rd_consume_all(
+    bootstrap: str, topic: str, group: str, expected: int, timeout_s: float = 60.0, until: Any = None
+) -> list:
+    """Up to ``expected`` messages, or until ``until(messages)`` holds, or the timeout."""
     consumer = RdConsumer(
         {
             "bootstrap.servers": bootstrap,
@@ -40,6 +45,8 @@ def _rd_consume_all(bootstrap: str, topic: str, group: str, expected: int, timeo
                 continue
             assert msg.error() is None, msg.error()
             out.append(msg)
+            if until is not None and until(out):
+                break
         return out
     finally:
         consumer.close()
@@ -71,19 +78,34 @@ async def test_librdkafka_produces_source_and_consumes_synthetic_avro(kafka, nam
     assert summary.counters.processed == 1_000
     assert summary.counters.dead_letters == 0
 
-    # librdkafka reads the schemas topic and the synthetic topic, and decodes with fastavro alone.
+    # librdkafka reads the synthetic topic and the schemas topic (every schema the pipeline uses, in
+    # any order) and decodes with fastavro alone.
     loop = asyncio.get_running_loop()
+    synth = await loop.run_in_executor(
+        None, _rd_consume_all, kafka.bootstrap_servers, config.synthetic_topic, names.group("synth"), 1_000, 60.0
+    )
+    assert len(synth) == 1_000
+    needed = {int.from_bytes(m.value()[1:5], "big") for m in synth[:200]}
+
+    def has_needed(msgs: list) -> bool:
+        return needed <= {json.loads(m.value())["id"] for m in msgs}
+
     schema_msgs = await loop.run_in_executor(
-        None, _rd_consume_all, kafka.bootstrap_servers, config.topics.schemas, names.group("schemas"), 1, 30.0
+        None,
+        functools.partial(
+            _rd_consume_all,
+            kafka.bootstrap_servers,
+            config.topics.schemas,
+            names.group("schemas"),
+            10_000,
+            30.0,
+            until=has_needed,
+        ),
     )
     schemas = {}
     for msg in schema_msgs:
         doc = json.loads(msg.value())
         schemas[doc["id"]] = fastavro.parse_schema(doc["schema"])
-    synth = await loop.run_in_executor(
-        None, _rd_consume_all, kafka.bootstrap_servers, config.synthetic_topic, names.group("synth"), 1_000, 60.0
-    )
-    assert len(synth) == 1_000
     for msg in synth[:200]:
         value = msg.value()
         assert value[0] == 0

@@ -16,21 +16,10 @@ from synthstream.schemas.serde import InMemorySchemaStore, JsonRecordSerde
 from synthstream.streams.drift import DriftStage
 from synthstream.streams.metrics import MetricsServer
 from synthstream.streams.pipeline import Pipeline
-from tests.helpers import ADULT_CSV, TRANSACTIONS_CSV, pipeline_config, read_topic
+from tests.helpers import ADULT_CSV, TRANSACTIONS_CSV, http_get, pipeline_config, read_topic
 
 RECORDS = 3_000
 BAD = [b'{"amt": 1', b"\xff\xfe not json", b"[1, 2, 3]"]
-
-
-async def _get(port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-    await writer.drain()
-    response = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -80,10 +69,10 @@ async def test_scraped_metrics_match_the_pipeline_counts(kafka, names, tmp_path)
     assert server.port is not None and server.port != config.metrics.port  # 0 picked a free port
 
     before = pipeline.summary()
-    status, body = await _get(server.port, "/metrics")
+    status, body = await http_get(server.port, "/metrics")
     after = pipeline.summary()
-    health_status, health_body = await _get(server.port, "/health")
-    missing, _ = await _get(server.port, "/nope")
+    health_status, health_body = await http_get(server.port, "/health")
+    missing, _ = await http_get(server.port, "/nope")
     stop.set()
     summary = await asyncio.wait_for(run, timeout=60)
 
@@ -149,8 +138,8 @@ async def test_privacy_budget_and_window_lag_setters(kafka, names, tmp_path):
     server.metrics.set_window_lag("stats", 12.5)
     await server.start()
     try:
-        status, body = await _get(server.port, "/metrics")
-        health_status, health = await _get(server.port, "/health")
+        status, body = await http_get(server.port, "/metrics")
+        health_status, health = await http_get(server.port, "/health")
     finally:
         await server.close()
     assert status == 200
