@@ -48,7 +48,10 @@ Also measured: the publisher's sustained rate to Kafka (embedded broker, Avro, o
 100,000 records, ``rate: 0``), and its rate in the 2 s before and after a hot swap to a newly
 promoted version; with ``--device cuda``, the neural model's epoch time on GPU against CPU.
 
-Run: ``.venv/bin/python -m benchmarks.tabular [--quick] [--only NAME ...] [--device cuda]``
+Run: ``.venv/bin/python -m benchmarks.tabular [--quick] [--only NAME ...] [--device cuda]``; the public
+tables (issue 17: Wage, HMDA, diamonds, CPS1988, loans and the Adult fixture, with the mostlyai-qa
+style accuracy and DCR share): ``.venv/bin/python -m benchmarks.tabular --suite public`` (see
+:mod:`benchmarks.tab_public`).
 """
 
 from __future__ import annotations
@@ -576,8 +579,25 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=[*OURS, *PEERS], help="Run only these models.")
     parser.add_argument("--epochs", type=int, default=None, help="Epoch budget of every neural model.")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="Device of the neural models.")
-    parser.add_argument("--name", default="tabular", help="Result file name (benchmarks/results/<name>.json).")
+    parser.add_argument("--name", default=None, help="Result file name (benchmarks/results/<name>.json).")
+    parser.add_argument(
+        "--suite",
+        choices=["adult", "public"],
+        default="adult",
+        help="adult: every model of ours (DP included) on UCI Adult; public: ours vs SDV on the public tables of "
+        "benchmarks/tab_data.py with accuracy and DCR share (benchmarks/tab_public.py).",
+    )
+    parser.add_argument("--tables", nargs="*", default=None, help="public suite: only these tables.")
+    parser.add_argument("--max-train", type=int, default=5_000, help="public suite: training rows per table.")
+    parser.add_argument("--no-peers", action="store_true", help="public suite: ours only.")
     args = parser.parse_args()
+    if args.suite == "public":
+        from benchmarks.tab_public import run_public
+
+        max_train = 2_000 if args.quick else args.max_train
+        run_public(only=args.tables, max_train=max_train, peers=not args.no_peers, name=args.name or "tabular_public")
+        return
+    args.name = args.name or "tabular"
     quick = bool(args.quick)
     settings = Settings(
         quick=quick,

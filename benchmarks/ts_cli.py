@@ -20,9 +20,7 @@ the last lines of its stderr are kept: where a dataset fails, the result names t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -37,6 +35,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from benchmarks.cli_steps import count_records as _count
+from benchmarks.cli_steps import drained_count as _drained_count
+from benchmarks.cli_steps import errors as _errors
+from benchmarks.cli_steps import step as _step
+from benchmarks.cli_steps import tail as _tail
 from benchmarks.ts_data import TsDataset
 from benchmarks.ts_discriminator import (
     calendar_consistency,
@@ -54,37 +57,6 @@ _CLI = [str(Path(sys.executable).with_name("synthstream"))]
 _META = ("_topic", "_partition", "_offset", "_timestamp_ms", "_key", "_entity")
 
 
-class _Counter:
-    """A drain sink that only counts rows (to poll how far the feed got)."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        self.rows += len(rows)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-def _count(bootstrap: str, topic: str) -> int:
-    from synthstream.connectors.sinks import AutoDecoder, TopicDrain
-    from synthstream.schemas.serde import InMemorySchemaStore
-    from synthstream.settings import KafkaSettings
-
-    async def main() -> int:
-        sink = _Counter()
-        try:
-            await TopicDrain(KafkaSettings.for_embedded(bootstrap), topic, AutoDecoder(InMemorySchemaStore())).into(
-                sink  # duck-typed sink: write/close
-            )
-        except Exception:  # the topic may not exist yet
-            return 0
-        return sink.rows
-
-    return asyncio.run(main())
-
-
 def _config(ds: TsDataset, csv: Path, state: Path, *, epochs: int, max_records: int) -> dict[str, Any]:
     rows = len(ds.raw)
     return {
@@ -100,59 +72,6 @@ def _config(ds: TsDataset, csv: Path, state: Path, *, epochs: int, max_records: 
         },
         "state_dir": str(state),
     }
-
-
-def _errors(log_text: str) -> list[dict[str, Any]]:
-    """Error/critical events of a JSON log (event, error type, message), in order, deduplicated."""
-    seen: set[str] = set()
-    out = []
-    for line in log_text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        level = str(event.get("level", "")).lower()
-        if level not in ("error", "critical") and "error" not in event:
-            continue
-        item = {
-            "event": event.get("event"),
-            "level": level,
-            "error": str(event.get("error") or event.get("exc_type") or "")[:300],
-            "message": str(event.get("message") or event.get("reason") or event.get("exception") or "")[-800:],
-        }
-        key = json.dumps(item, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out[:20]
-
-
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])[-4000:]
-
-
-def _step(cmd: list[str], timeout_s: float, log_path: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    with log_path.open("w") as log:
-        try:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
-            rc: int | None = proc.returncode
-        except subprocess.TimeoutExpired:
-            rc = None
-    text = log_path.read_text(errors="replace")
-    return {"rc": rc, "seconds": round(time.perf_counter() - started, 1), "output_tail": _tail(text, 8)}
-
-
-def _drained_count(output: str) -> int:
-    """Records written, from ``synthstream drain``'s last line (``drained N records from ...``)."""
-    for line in reversed(output.splitlines()):
-        words = line.split()
-        if len(words) > 1 and words[0] == "drained" and words[1].replace(",", "").isdigit():
-            return int(words[1].replace(",", ""))
-    return 0
 
 
 def _times(values: pd.Series, raw: pd.Series) -> pd.Series:

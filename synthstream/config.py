@@ -755,6 +755,12 @@ class NeuralModelConfig(_Strict):
     """The neural generator (models/neural.py): a column-autoregressive network, DP-SGD when privacy is required."""
 
     epochs: int = Field(default=30, ge=1, description="Epochs of a cold fit.")
+    min_steps: int = Field(
+        default=500,
+        ge=0,
+        description="Optimizer steps a cold fit runs at least (more epochs on small tables, where 30 epochs are "
+        "a few dozen steps). 0 = exactly `epochs`.",
+    )
     warm_start: bool = Field(default=True, description="Continue from the promoted neural version when compatible.")
     warm_start_epochs: int = Field(default=10, ge=1, description="Epochs of a warm-start fit.")
     batch_size: int = Field(default=512, ge=1, description="Rows per optimiser step (non-DP).")

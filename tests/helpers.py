@@ -65,7 +65,14 @@ def pipeline_config(prefix: str, state_dir: Path, sample: Path, **sections: Any)
     data: dict[str, Any] = {
         "stream": prefix,
         "source": {"topic": f"{prefix}.source", "sample_file": str(sample)},
-        "training": {"every_records": 1_500, "every_seconds": 30, "min_records": 300, "seed": 0},
+        # min_steps 0: test fits run exactly their configured epochs (the default stretches small tables).
+        "training": {
+            "every_records": 1_500,
+            "every_seconds": 30,
+            "min_records": 300,
+            "seed": 0,
+            "neural": {"min_steps": 0},
+        },
         "publisher": {"rate": 0, "batch_size": 500, "format": "avro", "max_records": 3_000},
         "topics": {
             "synthetic": f"{prefix}.synthetic",

@@ -13,6 +13,7 @@ from synthstream.models.choice import (
     AIM_MAX_FIELDS,
     MST_MAX_FIELDS,
     NEURAL_MIN_ROWS,
+    VALIDATE_MIN_ROWS,
     choose_generator,
     generator_options,
     stats_cover,
@@ -40,12 +41,19 @@ def covering(schema: RecordSchema) -> StatsConfig:
     return StatsConfig.model_validate({"enabled": True, "numeric": numeric, "categorical": categorical})
 
 
-def test_auto_without_a_privacy_requirement_picks_by_rows(schema: RecordSchema) -> None:
+def test_auto_without_a_privacy_requirement_validates_copula_against_neural(schema: RecordSchema) -> None:
     config = TrainingConfig(generator="auto")
     many = choose_generator(config, schema, rows=NEURAL_MIN_ROWS)
-    few = choose_generator(config, schema, rows=NEURAL_MIN_ROWS - 1)
-    assert (many.name, many.dp) == ("neural", False)
-    assert (few.name, few.dp) == ("gaussian_copula", False)
+    some = choose_generator(config, schema, rows=VALIDATE_MIN_ROWS)
+    few = choose_generator(config, schema, rows=VALIDATE_MIN_ROWS - 1)
+    # Both candidates from VALIDATE_MIN_ROWS; the name is the fallback when there is no control set.
+    assert (many.name, many.dp, many.candidates) == ("neural", False, ("gaussian_copula", "neural"))
+    assert (some.name, some.candidates) == ("gaussian_copula", ("gaussian_copula", "neural"))
+    assert (few.name, few.dp, few.candidates) == ("gaussian_copula", False, ())
+    # A DP requirement or an explicit choice never validates against a non-DP model.
+    assert choose_generator(TrainingConfig(generator="neural"), schema, rows=10_000).candidates == ()
+    dp = TrainingConfig(generator="auto", privacy={"required": True})
+    assert choose_generator(dp, schema, rows=10_000).candidates == ()
 
 
 def test_auto_with_dp_required_prefers_the_free_stream_model_then_aim_mst_dpsgd(schema: RecordSchema) -> None:

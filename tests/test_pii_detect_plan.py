@@ -182,3 +182,19 @@ def test_the_scanner_finds_independently_generated_identifiers_in_text():
     broken = make_cpf(rng, True)
     broken = broken[:-1] + str((int(broken[-1]) + 1) % 10)
     assert not any(f.entity_type == "BR_CPF" for f in scanner.scan(f"CPF {broken}."))
+
+
+def test_a_category_that_looks_like_a_name_is_a_category_but_varied_names_among_codes_are_scanned():
+    """diamonds' ``cut``: "Very Good" (Good is a surname) in 22 % of rows made ``init`` plan a keyed fake.
+
+    One repeated value is a category; a field with a fifth of its values varied full names is not.
+    """
+    rng = random.Random(3)
+    grades = ["Ideal", "Premium", "Very Good", "Good", "Fair"]
+    rows = [{"cut": rng.choices(grades, weights=[40, 25, 22, 9, 4])[0]} for _ in range(1_000)]
+    schema = _schema(cut=(FieldType.STRING, FieldRole.CATEGORICAL))
+    detection = detect_fields(schema, rows)["cut"]
+    assert detection.entity is None and detection.source == "none", detection.reason
+    people = ["Maria Silva", "John Smith", "Ana Souza", "Peter Brown", "Julia Costa", "Robert Miller"]
+    mixed = [{"cut": rng.choice(people) if rng.random() < 0.2 else rng.choice(grades[:3])} for _ in range(1_000)]
+    assert detect_fields(schema, mixed)["cut"].entity == "PERSON"

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -201,6 +202,42 @@ async def test_neural_fits_report_progress_on_the_models_topic_and_warm_start(ka
 
     last = read_progress(registry.progress_path)
     assert last is not None and last["version"] == 2 and last["status"] == "trained" and last["fraction"] == 1.0
+
+
+async def test_auto_fits_both_candidates_and_keeps_the_one_that_scores_best_on_the_control_set(kafka, names, tmp_path):
+    schema, records = _records()
+    topic = names.topic("models")
+    await ensure_topics(kafka, [topic])
+    store = InMemorySchemaStore()
+    buffer = TrainingBuffer(5_000, holdout_share=0.2, seed=1)
+    buffer.extend(records[:1_500])
+    assert buffer.holdout_size >= 100
+    config = TrainingConfig(
+        generator="auto", min_records=100, neural={"epochs": 3, "min_steps": 0, "device": "cpu"}, seed=3
+    )
+    async with Producer(kafka) as producer:
+        with ThreadPoolExecutor(1) as executor:
+            scheduler = _scheduler(
+                config, buffer, ModelRegistry(tmp_path, "s"), schema, executor, producer, topic, store
+            )
+            v1 = await scheduler.retrain()
+    assert v1 is not None
+    scores = v1.lineage.config["validation"]
+    assert set(scores) == {"gaussian_copula", "neural"} and all(0.5 < v <= 1.0 for v in scores.values())
+    best = max(scores, key=lambda k: scores[k])
+    assert v1.generator == v1.lineage.config["resolved_generator"] == best
+    assert "control records" in v1.lineage.config["choice_reason"]
+    # Scored on the control set, so the score is that of the registered model on records it never saw.
+    from synthstream.evaluation.accuracy import accuracy_report
+    from synthstream.models.selection import VALIDATION_MAX_PAIRS, VALIDATION_ROWS
+
+    model = ModelRegistry(tmp_path, "s").load(v1.version)
+    control = buffer.holdout()
+    sample = pd.DataFrame.from_records(model.sample(max(VALIDATION_ROWS, len(control)), seed=config.seed + 2))
+    again = accuracy_report(
+        pd.DataFrame.from_records(control), sample, schema, max_pairs=VALIDATION_MAX_PAIRS, seed=config.seed + 1
+    )
+    assert again.overall == pytest.approx(scores[best], abs=0.02)
 
 
 async def test_a_spent_dp_budget_stops_retraining_with_a_failed_event(kafka, names, tmp_path):

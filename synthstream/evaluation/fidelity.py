@@ -32,7 +32,7 @@ from scipy.stats.contingency import association
 
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
-__all__ = ["column_shapes_score", "fidelity_report", "pair_trends_score"]
+__all__ = ["as_float", "column_shapes_score", "fidelity_report", "pair_trends_score"]
 
 _CONTINUOUS_ROLES = (FieldRole.NUMERIC, FieldRole.DATETIME)
 _SKIPPED_ROLES = (FieldRole.IDENTIFIER, FieldRole.FREE_TEXT)
@@ -52,7 +52,7 @@ def _scored_fields(schema: RecordSchema, *frames: pd.DataFrame) -> list[FieldSpe
     ]
 
 
-def _numeric(column: pd.Series, field: FieldSpec) -> FloatArray:
+def as_float(column: pd.Series, field: FieldSpec) -> FloatArray:
     """Column as float64 (NaN for null or unparsable); timestamps as epoch microseconds."""
     if field.type is FieldType.TIMESTAMP:
         stamps = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
@@ -91,7 +91,7 @@ def column_shapes_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Rec
     scores = []
     for field in _scored_fields(schema, real, synthetic):
         if _is_continuous(field):
-            scores.append(_ks_complement(_numeric(real[field.name], field), _numeric(synthetic[field.name], field)))
+            scores.append(_ks_complement(as_float(real[field.name], field), as_float(synthetic[field.name], field)))
         else:
             scores.append(_tv_complement(_category_key(real[field.name]), _category_key(synthetic[field.name])))
     return _nanmean(scores)
@@ -158,8 +158,8 @@ def pair_trends_score(
     real_cols, synth_cols = {}, {}
     for field in fields:
         if _is_continuous(field):
-            real_cols[field.name] = _numeric(real[field.name], field)
-            synth_cols[field.name] = _numeric(synthetic[field.name], field)
+            real_cols[field.name] = as_float(real[field.name], field)
+            synth_cols[field.name] = as_float(synthetic[field.name], field)
     scores = []
     for a, b in itertools.combinations(fields, 2):
         if _is_continuous(a) and _is_continuous(b):

@@ -63,6 +63,7 @@ __all__ = [
     "fit_codec",
     "modelled_fields",
     "numeric_values",
+    "token_positions",
 ]
 
 IntArray: TypeAlias = NDArray[np.int64]
@@ -474,6 +475,27 @@ def fit_codec(
             return ExactCodec.fit(spec, column, max_values=max_exact, min_count=min_count)
         return QuantileCodec.fit(spec, column, bins=bins, min_count=min_count)
     return ExactCodec.fit(spec, column, max_values=max_categories, min_count=min_count)
+
+
+def token_positions(codec: ColumnCodec) -> list[float] | None:
+    """Each token's place in ``[-1, 1]`` by value order for an ordered (numeric) codec, else ``None``.
+
+    Bins are ordered by construction; exact numeric values by their value (their tokens are
+    ordered by frequency). Null and *other* tokens sit at 0 (their embeddings tell them apart).
+    """
+    if isinstance(codec, QuantileCodec | BinCodec):
+        ordered = codec.bins
+        ranks = np.arange(ordered, dtype=np.float64)
+    elif isinstance(codec, ExactCodec) and _is_numeric(codec.spec) and codec._numbers.size:
+        ordered = int(codec._numbers.size)
+        ranks = np.argsort(np.argsort(codec._numbers, kind="stable"), kind="stable").astype(np.float64)
+    else:
+        return None
+    if ordered < 2:
+        return None
+    out = np.zeros(codec.size)
+    out[:ordered] = 2.0 * ranks / (ordered - 1) - 1.0
+    return [float(x) for x in out]
 
 
 def encode_frame(codecs: Sequence[ColumnCodec], frame: pd.DataFrame) -> IntArray:

@@ -1,8 +1,9 @@
 """Our neural tabular generator: a column-autoregressive network over tokens, optionally trained with DP-SGD.
 
 Every modelled field becomes a token column (:mod:`synthstream.models.encoding`): exact
-values when a field has at most ``max_exact`` distinct values, otherwise ``bins`` quantile
-bins decoded through a per-bin quantile grid; categories most frequent first (beyond
+values when a field has at most ``max_exact`` distinct values, otherwise up to ``bins`` quantile
+bins (at least :data:`ROWS_PER_BIN` rows each, so 16 bins on 1,600 rows) decoded through a
+per-bin quantile grid; categories most frequent first (beyond
 ``max_categories`` they fold into the kept ones); a null is one more token. Only values
 held by at least ``min_count`` records become tokens and numeric grids are clipped to
 supported quantiles (:mod:`synthstream.models.guards`): the pickled model holds no rare
@@ -65,6 +66,7 @@ from synthstream.models.encoding import (
     encode_frame,
     fit_codec,
     modelled_fields,
+    token_positions,
 )
 from synthstream.models.guards import DEFAULT_MIN_COUNT, check_min_count
 from synthstream.models.neural_nn import ColumnAR
@@ -73,7 +75,11 @@ from synthstream.privacy.accounting import Spend
 from synthstream.privacy.ledger import BudgetExceeded, Release
 from synthstream.schemas.record import RecordSchema
 
-__all__ = ["MEASURED", "NeuralGenerator", "Progress"]
+__all__ = ["MEASURED", "MIN_BINS", "ROWS_PER_BIN", "NeuralGenerator", "Progress"]
+
+#: Fewest rows per numeric quantile bin (non-DP fits), and the fewest bins that rule leaves.
+ROWS_PER_BIN = 100
+MIN_BINS = 16
 
 Device = Literal["auto", "cpu", "cuda"]
 #: Called with (fraction done in [0, 1], what is happening); must be cheap.
@@ -124,6 +130,10 @@ class NeuralGenerator:
         bounds: Mapping[str, tuple[float, float]] | None = None,
         labels: Mapping[str, Sequence[str]] | None = None,
         min_count: int = DEFAULT_MIN_COUNT,
+        min_steps: int = 500,
+        max_epochs: int = 1_000,
+        validation_share: float = 0.0,
+        patience: int = 4,
     ) -> None:
         self.seed = check_int("seed", seed, 0, 2**63 - 1)
         self.epochs = check_int("epochs", epochs, 1, 100_000)
@@ -150,6 +160,10 @@ class NeuralGenerator:
         self.bounds = dict(bounds or {})
         self.labels = {k: list(v) for k, v in (labels or {}).items()}
         self.min_count = check_min_count(min_count)
+        self.min_steps = check_int("min_steps", min_steps, 0, 10_000_000)
+        self.max_epochs = check_int("max_epochs", max_epochs, 1, 100_000)
+        self.validation_share = check_float("validation_share", validation_share, 0.0, 0.5)
+        self.patience = check_int("patience", patience, 1, 1_000)
         self._schema: RecordSchema | None = None
         self._codecs: list[ColumnCodec] = []
         self._side: SideFields | None = None
@@ -233,7 +247,7 @@ class NeuralGenerator:
                     f,
                     frame[f.name],
                     max_exact=self.max_exact,
-                    bins=self.bins,
+                    bins=self.bins_for(len(frame)),
                     max_categories=self.max_categories,
                     min_count=self.min_count,
                 )
@@ -245,7 +259,7 @@ class NeuralGenerator:
         report(0.0, "encoded")
         with _threads(self.threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
-            net = self._build_net([c.size for c in codecs])
+            net = self._build_net([c.size for c in codecs], [token_positions(c) for c in codecs])
             if warm_start is not None:
                 assert warm_start._net is not None
                 net.load_state_dict(warm_start._net.state_dict())
@@ -258,7 +272,9 @@ class NeuralGenerator:
                     net, tokens.to(device), epochs, generator, report, domain_rho, domain_delta, domain_releases
                 )
             else:
-                history = self._train_plain(net, tokens.to(device), epochs, generator, report)
+                history = self._train_plain(
+                    net, tokens.to(device), epochs, generator, report, warm=warm_start is not None
+                )
         net = net.to("cpu").eval()
         self._codecs = codecs
         self._net = net
@@ -273,9 +289,14 @@ class NeuralGenerator:
         report(1.0, "trained")
         return self
 
-    def _build_net(self, sizes: Sequence[int]) -> ColumnAR:
+    def _build_net(self, sizes: Sequence[int], positions: Sequence[Sequence[float] | None] | None = None) -> ColumnAR:
         return ColumnAR(
-            sizes, hidden=self.hidden, layers=self.layers, embedding_cap=self.embedding_cap, dropout=self.dropout
+            sizes,
+            hidden=self.hidden,
+            layers=self.layers,
+            embedding_cap=self.embedding_cap,
+            dropout=self.dropout,
+            positions=positions,
         )
 
     def _dp_codecs(self, frame: pd.DataFrame, fields: Sequence[Any]) -> tuple[list[ColumnCodec], list[Release]]:
@@ -319,16 +340,63 @@ class NeuralGenerator:
         perm = torch.randperm(n, generator=generator, device=device)
         return [perm[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
 
+    def bins_for(self, rows: int) -> int:
+        """Quantile bins of a numeric field fitted on ``rows`` rows: ``bins``, fewer on small tables.
+
+        With 64 bins on 1,600 rows (25 rows a bin) the network memorised bin-level detail before it
+        learned the relations between fields (validation loss 13.5 vs training 9.6; a 0.89 rank
+        correlation came out 0.65); at :data:`ROWS_PER_BIN` rows a bin it came out 0.85.
+        """
+        return max(1, min(self.bins, max(MIN_BINS, rows // ROWS_PER_BIN)))
+
+    def _plain_epochs(self, rows: int, epochs: int) -> int:
+        """Epochs of a plain fit: ``epochs``, raised on small tables to ``min_steps`` optimizer steps.
+
+        A fixed epoch count gives a 1,600-row table 4 steps an epoch: 30 epochs (120 steps) turned a
+        0.89 rank correlation into 0.75; 500 steps kept 0.87 (and Adult-4k accuracy 0.976 -> 0.978).
+        Validation early stopping (``validation_share`` > 0) was measured worse: its best checkpoint
+        came in the one-cycle schedule's high-rate phase, before the annealing that helps most.
+        """
+        per_epoch = max(1, math.ceil(rows / self.batch_size))
+        return max(1, min(max(epochs, math.ceil(self.min_steps / per_epoch)), max(epochs, self.max_epochs)))
+
     def _train_plain(
-        self, net: ColumnAR, tokens: torch.Tensor, epochs: int, generator: torch.Generator, report: Progress
+        self,
+        net: ColumnAR,
+        tokens: torch.Tensor,
+        epochs: int,
+        generator: torch.Generator,
+        report: Progress,
+        *,
+        warm: bool = False,
     ) -> list[dict[str, float]]:
+        """Adam with a one-cycle schedule; the weights of the best validation loss are kept.
+
+        A cold fit runs at least ``min_steps`` optimizer steps (:meth:`_plain_epochs`); a warm
+        start runs exactly its ``epochs`` (it continues a trained model).
+
+        ``validation_share`` of the rows (when that is at least 100) is held out; training stops
+        when the validation loss has not improved for ``patience`` checks (one check per epoch, or
+        per 50 steps when epochs are shorter), so long schedules on small tables do not overfit.
+        """
+        n_all = tokens.shape[0]
+        order = torch.randperm(n_all, generator=generator, device=tokens.device)
+        n_val = int(n_all * self.validation_share)
+        if n_val < 100:
+            n_val = 0
+        val, tokens = tokens[order[:n_val]], tokens[order[n_val:]]
         n = tokens.shape[0]
-        steps = epochs * math.ceil(n / self.batch_size)
+        per_epoch = math.ceil(n / self.batch_size)
+        epochs = epochs if warm else self._plain_epochs(n, epochs)  # a warm start continues a trained model
+        steps = epochs * per_epoch
+        check_every = max(1, math.ceil(25 / per_epoch))  # epochs between validation checks
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate, foreach=True)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=self.learning_rate, total_steps=max(steps, 1), pct_start=0.1
         )
-        history = []
+        history: list[dict[str, float]] = []
+        best: tuple[float, dict[str, torch.Tensor]] | None = None
+        stale = 0
         net.train()
         for epoch in range(epochs):
             total, count = 0.0, 0
@@ -340,8 +408,24 @@ class NeuralGenerator:
                 schedule.step()
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
-            history.append({"epoch": float(epoch + 1), "loss": total / max(count, 1)})
+            entry = {"epoch": float(epoch + 1), "loss": total / max(count, 1)}
+            if n_val and ((epoch + 1) % check_every == 0 or epoch + 1 == epochs):
+                net.eval()
+                with torch.no_grad():
+                    val_loss = float(net(val).mean())
+                net.train()
+                entry["val_loss"] = val_loss
+                if best is None or val_loss < best[0] - 1e-4:
+                    best = (val_loss, {k: v.detach().clone() for k, v in net.state_dict().items()})
+                    stale = 0
+                else:
+                    stale += 1
+            history.append(entry)
             report((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}")
+            if stale >= self.patience:
+                break
+        if best is not None:
+            net.load_state_dict(best[1])
         net.eval()
         return history
 
@@ -462,7 +546,7 @@ class NeuralGenerator:
             "unit": context.unit,
         }
         # Per-sample gradient buffers are not part of the model: keep a plain copy of the weights.
-        plain = self._build_net(net.sizes)
+        plain = self._build_net(net.sizes, net.positions)
         plain.load_state_dict({k: v.detach().to("cpu") for k, v in net.state_dict().items()})
         net.load_state_dict(plain.state_dict())
         return history
@@ -516,7 +600,14 @@ class NeuralGenerator:
         net = state.pop("_net")
         buffer = io.BytesIO()
         if net is not None:
-            torch.save({"sizes": net.sizes, "state": {k: v.cpu() for k, v in net.state_dict().items()}}, buffer)
+            torch.save(
+                {
+                    "sizes": net.sizes,
+                    "positions": net.positions,
+                    "state": {k: v.cpu() for k, v in net.state_dict().items()},
+                },
+                buffer,
+            )
         state["_net_bytes"] = buffer.getvalue() if net is not None else None
         return state
 
@@ -526,7 +617,7 @@ class NeuralGenerator:
         self._net = None
         if payload is not None:
             stored = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-            net = self._build_net(stored["sizes"])
+            net = self._build_net(stored["sizes"], stored.get("positions"))  # none before positions existed
             net.load_state_dict(stored["state"])
             self._net = net.eval()
 

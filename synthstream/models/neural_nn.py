@@ -6,6 +6,12 @@ its own tokens (the first column's head sees a constant input, i.e. it learns th
 marginal). Training is teacher-forced: one forward pass scores every column of a batch.
 Sampling runs the heads in column order, feeding each sampled token to the later heads.
 
+Ordered columns (numeric bins and numeric values) also feed their token's **position** in
+``[-1, 1]`` (rank order of its values) to the later heads, beside the embedding: a head can
+then follow a numeric relation with a few weights instead of learning one embedding per bin
+from scarce rows. On a 1,900-row table (HMDA) this kept a strong rank correlation the
+embeddings alone lost whenever validation stopped the fit before it memorised the rows.
+
 Only ``nn.Embedding``, ``nn.Linear``, ``nn.ReLU`` and ``nn.Dropout`` are used, so opacus
 computes per-sample gradients for DP-SGD with its built-in hooks.
 """
@@ -36,14 +42,33 @@ class ColumnAR(nn.Module):
         dropout: dropout after each hidden layer (training only).
     """
 
-    def __init__(self, sizes: Sequence[int], *, hidden: int, layers: int, embedding_cap: int, dropout: float) -> None:
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        *,
+        hidden: int,
+        layers: int,
+        embedding_cap: int,
+        dropout: float,
+        positions: Sequence[Sequence[float] | None] | None = None,
+    ) -> None:
         super().__init__()
         self.sizes = [int(s) for s in sizes]
         dims = [embedding_dim(s, embedding_cap) for s in self.sizes]
         self.embeddings = nn.ModuleList(nn.Embedding(s, d) for s, d in zip(self.sizes, dims, strict=True))
+        given = list(positions) if positions is not None else [None] * len(self.sizes)
+        if len(given) != len(self.sizes):
+            raise ValueError(f"positions must have one entry per column ({len(self.sizes)}), got {len(given)}")
+        #: Column j's token positions (a buffer, not trained), or None for an unordered column.
+        self.positions: list[list[float] | None] = [None if p is None else [float(x) for x in p] for p in given]
+        for j, p in enumerate(self.positions):
+            if p is not None:
+                if len(p) != self.sizes[j]:
+                    raise ValueError(f"column {j}: {len(p)} positions for {self.sizes[j]} tokens")
+                self.register_buffer(f"position_{j}", torch.tensor(p, dtype=torch.float32))
         self.offsets = [0]
-        for d in dims:
-            self.offsets.append(self.offsets[-1] + d)
+        for d, p in zip(dims, self.positions, strict=True):
+            self.offsets.append(self.offsets[-1] + d + (1 if p is not None else 0))
         heads = []
         for j, size in enumerate(self.sizes):
             width = max(1, self.offsets[j])
@@ -60,9 +85,18 @@ class ColumnAR(nn.Module):
             return torch.ones(embedded.shape[0], 1, device=embedded.device, dtype=embedded.dtype)
         return embedded[:, : self.offsets[j]]
 
+    def _embed(self, j: int, tokens: torch.Tensor) -> torch.Tensor:
+        """Column ``j``'s input to later heads: its embedding, and its position when it is ordered."""
+        emb: torch.Tensor = self.embeddings[j](tokens)
+        if self.positions[j] is None:
+            return emb
+        table: torch.Tensor = getattr(self, f"position_{j}")
+        position = table[tokens]
+        return torch.cat([emb, position.unsqueeze(1).to(emb.dtype)], dim=1)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Per-row negative log-likelihood of ``tokens`` (shape ``(rows, columns)``), summed over columns."""
-        embedded = torch.cat([emb(tokens[:, j]) for j, emb in enumerate(self.embeddings)], dim=1)
+        embedded = torch.cat([self._embed(j, tokens[:, j]) for j in range(len(self.sizes))], dim=1)
         total = torch.zeros(tokens.shape[0], device=tokens.device, dtype=embedded.dtype)
         for j, head in enumerate(self.heads):
             logits = head(self._context(embedded, j))
@@ -82,5 +116,5 @@ class ColumnAR(nn.Module):
             u = torch.rand(n, 1, generator=generator, device=device) * cdf[:, -1:]
             tokens = torch.searchsorted(cdf, u).squeeze(1).clamp_(max=self.sizes[j] - 1)
             out[:, j] = tokens
-            embedded[:, self.offsets[j] : self.offsets[j + 1]] = self.embeddings[j](tokens)
+            embedded[:, self.offsets[j] : self.offsets[j + 1]] = self._embed(j, tokens)
         return out

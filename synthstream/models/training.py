@@ -68,7 +68,8 @@ def make_generator(name: str, *, seed: int, options: Mapping[str, Any] | None = 
 
 def warm_up() -> bool:
     """Import the training stack in a fresh worker so the first real fit does not pay for it."""
-    import torch  # noqa: F401 - the neural generator's import cost (~1 s) is paid here, not in a fit
+    import torch
+    import torch._dynamo  # noqa: F401 - torch.optim imports it on the first optimizer built (2-6 s here)
 
     return bool(GENERATORS)
 

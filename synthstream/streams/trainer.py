@@ -61,6 +61,7 @@ from synthstream.models.base import Generator
 from synthstream.models.choice import GeneratorChoice, choose_generator, generator_options
 from synthstream.models.guards import silent_text_fields
 from synthstream.models.registry import Lineage, ModelRegistry, ModelVersion
+from synthstream.models.selection import Candidate, fit_and_select
 from synthstream.models.training import ProgressFile, fit_generator, read_progress, warm_up
 from synthstream.privacy.ledger import BudgetExceeded, PrivacyLedger
 from synthstream.processors.buffer import TrainingBuffer
@@ -68,6 +69,9 @@ from synthstream.schemas.events import EventSerde, ModelLifecycleEvent, PrivacyG
 from synthstream.schemas.record import FieldRole, RecordSchema
 
 Record = dict[str, Any]
+
+#: Control records needed to choose between candidate generators by validation (fewer: the row rule).
+VALIDATION_MIN_CONTROL = 100
 
 #: The automatic choice's runner-up per generator, for a retry after a rejection: (dp, name) -> name.
 #: DP fits only ever fall back to DP generators (each fit spends model budget from the ledger).
@@ -521,6 +525,16 @@ class RetrainScheduler(BackgroundFits):
             return GeneratorChoice(retry.generator, choice.dp, reason), config
         return choice, config
 
+    def _options(self, choice: GeneratorChoice, config: TrainingConfig, seed: int, seen: int) -> dict[str, Any]:
+        """Constructor options of ``choice`` for this fit (DP context keyed by generator, seed and records seen)."""
+        return generator_options(
+            choice,
+            config,
+            ledger_path=self.ledger.path if self.ledger is not None else None,
+            stream=self.stream,
+            key=f"{choice.name}:seed{seed}:seen{seen}",
+        )
+
     async def _warm_start(
         self, choice: GeneratorChoice, config: TrainingConfig | None
     ) -> tuple[Generator | None, int | None]:
@@ -557,22 +571,14 @@ class RetrainScheduler(BackgroundFits):
         seed = self.config.seed + self.versions_trained + 1
         try:
             choice, config = self._choose(len(records), retry)
-            options = (
-                generator_options(
-                    choice,
-                    config,
-                    ledger_path=self.ledger.path if self.ledger is not None else None,
-                    stream=self.stream,
-                    key=f"{choice.name}:seed{seed}:seen{seen}",
-                )
-                if config is not None
-                else {}
-            )
+            options = self._options(choice, config, seed, seen) if config is not None else {}
         except SynthstreamError as exc:
             self._log.error("training.misconfigured", error=type(exc).__name__, message=str(exc))
             self.fits_failed += 1
             return None
-        warm, warm_from = await self._warm_start(choice, config)
+        control_records = self.buffer.holdout() if choice.candidates and retry is None else []
+        validate = config is not None and len(control_records) >= VALIDATION_MIN_CONTROL
+        warm, warm_from = (None, None) if validate else await self._warm_start(choice, config)
         number = await asyncio.to_thread(self.registry.reserve)
         training = [] if choice.name == "aim_stream" else records  # the from-the-stream model never sees a record
         control = self.buffer.holdout_size
@@ -586,6 +592,7 @@ class RetrainScheduler(BackgroundFits):
             trigger=trigger,
             why_now=why_now,
             generator=choice.name,
+            candidates=list(choice.candidates) if validate else None,
             dp=choice.dp,
             why=choice.reason,
             seed=seed,
@@ -593,7 +600,8 @@ class RetrainScheduler(BackgroundFits):
             warm_start_from=warm_from,
             requested=requested,
             message=(
-                f"fit v{number} ({choice.name}) on {len(records)} training records of {seen} seen "
+                f"fit v{number} ({' vs '.join(choice.candidates) if validate else choice.name}) "
+                f"on {len(records)} training records of {seen} seen "
                 f"({control} held out as the audit's control set, holdout_share {self.buffer.holdout_share:g}): "
                 f"{why_now}"
             ),
@@ -605,19 +613,54 @@ class RetrainScheduler(BackgroundFits):
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         watcher = asyncio.create_task(self._watch_progress(number, choice.name, len(training), seed, started))
+        validation: dict[str, float] | None = None
         try:
-            model, fit_seconds = await loop.run_in_executor(
-                self.executor,
-                fit_generator,
-                choice.name,
-                training,
-                self.schema,
-                seed,
-                options,
-                warm,
-                progress_path,
-                meta,
-            )
+            if validate:
+                assert config is not None
+                candidates = [
+                    Candidate(name, self._options(GeneratorChoice(name, False, choice.reason), config, seed, seen))
+                    for name in choice.candidates
+                ]
+                selection = await loop.run_in_executor(
+                    self.executor,
+                    fit_and_select,
+                    candidates,
+                    training,
+                    control_records,
+                    self.schema,
+                    seed,
+                    progress_path,
+                    meta,
+                )
+                model, fit_seconds, validation = selection.model, selection.fit_seconds, selection.scores
+                scored = ", ".join(f"{k} {v:.4f}" for k, v in validation.items())
+                choice = GeneratorChoice(
+                    selection.name,
+                    False,
+                    f"{choice.reason}: accuracy on {len(control_records)} control records {scored}",
+                )
+                self._log.info(
+                    "training.validated",
+                    version=number,
+                    chosen=selection.name,
+                    scores={k: round(v, 4) for k, v in validation.items()},
+                    fit_seconds={k: round(v, 2) for k, v in selection.seconds.items()},
+                    control_rows=len(control_records),
+                    message=f"v{number}: {selection.name} chosen by accuracy on the control set ({scored})",
+                )
+            else:
+                model, fit_seconds = await loop.run_in_executor(
+                    self.executor,
+                    fit_generator,
+                    choice.name,
+                    training,
+                    self.schema,
+                    seed,
+                    options,
+                    warm,
+                    progress_path,
+                    meta,
+                )
         except Exception as exc:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -637,6 +680,7 @@ class RetrainScheduler(BackgroundFits):
                 **self.config.model_dump(mode="json"),
                 "resolved_generator": choice.name,
                 "choice_reason": choice.reason,
+                "validation": validation,
                 "dp": choice.dp,
             },
             source_offsets={"records_seen": seen},

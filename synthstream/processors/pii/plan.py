@@ -368,7 +368,10 @@ def _detect_one(
     # 8. a smaller share of full person names: scan value by value.
     if n and spec.type == FieldType.STRING:
         full = counts.get(Entity.PERSON.value, 0)
-        if full >= scan_min and full / n >= max(scan_share, 0.05):
+        # Names vary: one category that looks like a name ("Very Good": "Good" is a surname), repeated
+        # in a fifth of the rows, is a category. At least 3 distinct name-shaped values are needed.
+        names = {str(v) for v, e in zip(values, per_value, strict=True) if e == Entity.PERSON.value}
+        if full >= scan_min and full / n >= max(scan_share, 0.05) and len(names) >= 3:
             return FieldDetection(
                 name,
                 Entity.PERSON.value,

@@ -176,7 +176,10 @@ class PiiRedactor:
         ]
         needs_key = [f.field for f in plan.fields if f.operator in _NEEDS_KEY]
         if needs_key and pseudonymizer is None:
-            problems.append(f"fields {needs_key} need a pseudonym key (set the key environment variable)")
+            problems.append(
+                f"fields {needs_key} need a pseudonym key: set the environment variable named by redaction.key_env "
+                "(SYNTHSTREAM_PSEUDONYM_KEY by default)"
+            )
         scan_fields = [f.field for f in plan.fields if f.operator == "scan"]
         if scan_fields and text_analyzer is None:
             problems.append(f"fields {scan_fields} are free text and need a text analyzer (NER)")
