@@ -125,7 +125,9 @@ class _Harness:
             gate=gate,
         )
 
-    def gate(self, producer: Producer, guarantee: Any = None) -> AuditGate:
+    def gate(
+        self, producer: Producer, guarantee: Any = None, public_values: dict[str, list[str]] | None = None
+    ) -> AuditGate:
         return AuditGate(
             config=GATE_CONFIG,
             schema=self.schema,
@@ -137,6 +139,7 @@ class _Harness:
             serde=EventSerde(PrivacyAuditEvent, self.store),
             stream="adult",
             guarantee=guarantee,
+            public_values=public_values,
         )
 
     async def audits(self) -> list[PrivacyAuditEvent]:
@@ -183,7 +186,8 @@ async def test_a_dp_model_passes_and_its_audit_event_carries_the_ledgers_guarant
     privacy_ledger = PrivacyLedger(tmp_path / "privacy.duckdb")
     async with Producer(kafka) as producer:
         with ThreadPoolExecutor(1) as fits:
-            gate = harness.gate(producer, guarantee=ledger)
+            # The declared code book is public (what Pipeline.build passes from training.marginal.labels).
+            gate = harness.gate(producer, guarantee=ledger, public_values=dict(config.marginal.labels))
             scheduler = harness.scheduler(producer, fits, gate, config=config, ledger=privacy_ledger)
             version = await scheduler.retrain()
     assert version is not None and version.status == "promoted"

@@ -14,7 +14,10 @@ values themselves, per model version, on the audit's synthetic sample:
   normal-approximation confidence interval is above the ceiling), so a field of short codes
   that real records share by chance does not flap on sampling noise while a copied unique
   value (control share 0) fails from a handful of rows. Without a control set the baseline
-  is 0 (strict).
+  is 0 (strict). Values the configuration declares public (``public_values``: the code book
+  given as ``training.marginal.labels``) are not rare training values: a DP model that spreads
+  noise over every declared label emits a rare one more often than real records carry it, and
+  that reveals nothing about any record.
 * **recognised values** (string and long fields): every value, and every span a recogniser
   finds inside a longer text, is classified with the structured recognisers
   (:func:`~synthstream.processors.pii.patterns.classify_value` and
@@ -41,7 +44,7 @@ import functools
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -195,6 +198,7 @@ class VerbatimLeakCheck:
         confidence_level: float = 0.95,
         person_detector: Callable[[str], bool] | None = None,
         replaced_fields: Iterable[str] = (),
+        public_values: Mapping[str, Iterable[Any]] | None = None,
     ) -> None:
         if k < 2:
             raise ValueError("k must be at least 2 (a value held by one record is the rarest there is)")
@@ -216,6 +220,8 @@ class VerbatimLeakCheck:
         #: Fields whose every recognised training value the redactor already replaced (fakes, pseudonyms):
         #: a synthetic value matching one of them repeats a fake, not a person, so it is judged like names.
         self.replaced_fields = frozenset(replaced_fields)
+        #: Declared public values per field (the code book): never counted as rare training values.
+        self.public_values = {name: frozenset(str(v) for v in values) for name, values in (public_values or {}).items()}
         self._structured = frozenset(e for e in self.entities if e != Entity.PERSON)
         self._persons = Entity.PERSON in self.entities
         scannable = [e for e in SUPPORTED if e in self._structured]
@@ -272,7 +278,8 @@ class VerbatimLeakCheck:
         self, spec: FieldSpec, training: pd.DataFrame, control: pd.DataFrame, synthetic: pd.DataFrame
     ) -> LeakFinding:
         counts = Counter(v for v in _texts(training, spec.name) if v is not None)
-        rare = {v for v, n in counts.items() if n < self.k}
+        public = self.public_values.get(spec.name, frozenset())
+        rare = {v for v, n in counts.items() if n < self.k and v not in public}
         hits = [v for v in _texts(synthetic, spec.name) if v is not None and v in rare]
         share = len(hits) / len(synthetic) if len(synthetic) else 0.0
         control_share: float | None = None

@@ -195,6 +195,7 @@ class Auditor:
         *,
         attacks: Sequence[Attack] | None = None,
         replaced_fields: Sequence[str] = (),
+        public_values: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         self.schema = schema
         self.config = config if config is not None else AuditConfig()
@@ -227,6 +228,7 @@ class Auditor:
             entities=cfg.leak_entities,
             confidence_level=cfg.confidence_level,
             replaced_fields=replaced_fields,
+            public_values=public_values,
         )
 
     def default_attacks(self) -> list[Attack]:

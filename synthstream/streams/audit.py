@@ -26,7 +26,7 @@ import asyncio
 import functools
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -83,11 +83,13 @@ class AuditGate:
         stream: str,
         guarantee: PrivacyGuarantee | GuaranteeSource | None = None,
         replaced_fields: Sequence[str] = (),
+        public_values: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         self.config = config
         # Checks the configured field names against the schema now. ``replaced_fields``: fields the
         # redactor faked or pseudonymised, whose training values are not real (see evaluation/leaks.py).
-        self.auditor = Auditor(schema, config, replaced_fields=replaced_fields)
+        # ``public_values``: the declared code book (training.marginal.labels), not rare training values.
+        self.auditor = Auditor(schema, config, replaced_fields=replaced_fields, public_values=public_values)
         self.buffer = buffer
         self.registry = registry
         self.executor = executor

@@ -496,6 +496,7 @@ class Pipeline:
             stream=self.config.stream,
             guarantee=lineage_guarantee,
             replaced_fields=self.replaced_fields(),
+            public_values=dict(self.config.training.marginal.labels),
         )
 
     def replaced_fields(self) -> list[str]:
