@@ -267,6 +267,7 @@ def draft_pipeline(
         f"  max_records: {max(20_000, rows)}           # most recent records kept for training",
         "training:",
         "  generator: auto              # auto | gaussian_copula | neural | aim | mst | aim_stream",
+        "                               # auto: copula and neural both fitted, the better on held-out records kept",
         f"  min_records: {min_records}             # first fit once the buffer holds this many: 75% of the sample's",
         "                               # rows (the buffer keeps ~80% of arriving records; the audit holds out 20%)",
         f"  every_records: {max(1_000, rows)}           # later fits after this many new records ...",

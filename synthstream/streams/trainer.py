@@ -576,7 +576,10 @@ class RetrainScheduler(BackgroundFits):
             self._log.error("training.misconfigured", error=type(exc).__name__, message=str(exc))
             self.fits_failed += 1
             return None
-        control_records = self.buffer.holdout() if choice.candidates and retry is None else []
+        # A runner-up retry fits the named runner-up; every other automatic fit (a retry with more data
+        # included) validates its candidates again.
+        runner_up = retry is not None and retry.generator is not None
+        control_records = self.buffer.holdout() if choice.candidates and not runner_up else []
         validate = config is not None and len(control_records) >= VALIDATION_MIN_CONTROL
         warm, warm_from = (None, None) if validate else await self._warm_start(choice, config)
         number = await asyncio.to_thread(self.registry.reserve)
