@@ -304,7 +304,7 @@ SPECS: dict[type, Spec] = {
         repr_has=("seed=",),
     ),
     NeuralGenerator: Spec(
-        make=lambda ctx, seed: NeuralGenerator(seed=seed, epochs=1, device="cpu", threads=1),
+        make=lambda ctx, seed: NeuralGenerator(seed=seed, epochs=1, min_steps=0, device="cpu", threads=1),
         bad_options=(lambda ctx: NeuralGenerator(epochs=0), lambda ctx: NeuralGenerator(device="tpu")),
         run=_fit_sample,
         bad_input=_raise_on,

@@ -186,7 +186,7 @@ def _only(name: str) -> RecordSchema:
 
 def test_neural_never_samples_or_stores_rare_training_values(data: tuple[pd.DataFrame, dict[str, list[str]]]) -> None:
     frame, rare = data
-    model = NeuralGenerator(seed=1, epochs=2, hidden=16, batch_size=256, device="cpu").fit(frame, SCHEMA)
+    model = NeuralGenerator(seed=1, epochs=2, min_steps=0, hidden=16, batch_size=256, device="cpu").fit(frame, SCHEMA)
     synth = pd.DataFrame(model.sample_columns(SAMPLES, seed=2))
     assert_samples_clean(synth, rare)
     assert synth["obs"].notna().mean() > 0.8

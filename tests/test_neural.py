@@ -16,7 +16,7 @@ from synthstream.models.neural import NeuralGenerator
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 from tests.helpers import REPO, adult_schema
 
-SMALL = {"epochs": 12, "warm_start_epochs": 3, "batch_size": 128, "device": "cpu"}
+SMALL = {"epochs": 12, "min_steps": 0, "warm_start_epochs": 3, "batch_size": 128, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,7 @@ def test_same_seed_and_data_give_the_same_registered_model(
     from synthstream.models.neural import NeuralGenerator
 
     registry = ModelRegistry(tmp_path, "adult")
-    options = {"epochs": 2, "batch_size": 256, "device": "cpu"}
+    options = {"epochs": 2, "min_steps": 0, "batch_size": 256, "device": "cpu"}
     for generator in (lambda: GaussianCopulaGenerator(seed=4), lambda: NeuralGenerator(seed=4, **options)):
         a = registry.register(generator().fit(adult[0], adult[1]), lineage=lineage(adult, 4))
         b = registry.register(generator().fit(adult[0], adult[1]), lineage=lineage(adult, 4))

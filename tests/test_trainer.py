@@ -172,7 +172,7 @@ async def test_neural_fits_report_progress_on_the_models_topic_and_warm_start(ka
     config = TrainingConfig(
         generator="neural",
         min_records=100,
-        neural={"epochs": 6, "warm_start_epochs": 2, "batch_size": 128, "device": "cpu"},
+        neural={"epochs": 6, "min_steps": 0, "warm_start_epochs": 2, "batch_size": 128, "device": "cpu"},
         seed=3,
     )
     async with Producer(kafka) as producer:

@@ -345,7 +345,7 @@ class NeuralGenerator:
 
         With 64 bins on 1,600 rows (25 rows a bin) the network memorised bin-level detail before it
         learned the relations between fields (validation loss 13.5 vs training 9.6; a 0.89 rank
-        correlation came out 0.65); at :data:`ROWS_PER_BIN` rows a bin it came out 0.85.
+        correlation came out 0.65); at :data:`ROWS_PER_BIN` rows a bin it came out 0.87.
         """
         return max(1, min(self.bins, max(MIN_BINS, rows // ROWS_PER_BIN)))
 
@@ -370,14 +370,13 @@ class NeuralGenerator:
         *,
         warm: bool = False,
     ) -> list[dict[str, float]]:
-        """Adam with a one-cycle schedule; the weights of the best validation loss are kept.
+        """Adam with a one-cycle schedule over the whole fit.
 
         A cold fit runs at least ``min_steps`` optimizer steps (:meth:`_plain_epochs`); a warm
-        start runs exactly its ``epochs`` (it continues a trained model).
-
-        ``validation_share`` of the rows (when that is at least 100) is held out; training stops
-        when the validation loss has not improved for ``patience`` checks (one check per epoch, or
-        per 50 steps when epochs are shorter), so long schedules on small tables do not overfit.
+        start runs exactly its ``epochs`` (it continues a trained model). Opt-in early stopping
+        (``validation_share`` > 0, at least 100 rows held out): checked once per epoch or per 25
+        steps, training stops after ``patience`` checks without improvement and the weights of
+        the best validation loss are kept.
         """
         n_all = tokens.shape[0]
         order = torch.randperm(n_all, generator=generator, device=tokens.device)
