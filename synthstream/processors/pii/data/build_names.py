@@ -26,6 +26,7 @@ from pathlib import Path
 from faker import Faker
 from spacy.lang.pt.stop_words import STOP_WORDS
 
+from synthstream.log import get_logger
 from synthstream.processors.pii.names import PARTICLES, normalize
 
 LOCALES = ("pt_BR", "pt_PT", "es_ES", "es_MX", "it_IT", "de_DE", "fr_FR", "en_US")
@@ -79,7 +80,7 @@ def main() -> None:
     stop = sorted({normalize(w) for w in STOP_WORDS} - PARTICLES)
     lines = [f"F {n}" for n in sorted(first)] + [f"S {n}" for n in sorted(last)] + [f"X {w}" for w in stop]
     OUT.write_text("# person-name lexicon; built by build_names.py (see README.md)\n" + "\n".join(lines) + "\n")
-    print(f"wrote {OUT}: {len(first)} first names, {len(last)} surnames")  # noqa: T201
+    get_logger("pii.build_names").info("names.built", path=str(OUT), first_names=len(first), surnames=len(last))
 
 
 if __name__ == "__main__":
