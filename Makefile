@@ -27,8 +27,11 @@ system-deps:
 	  echo "installing Debian's chromium (renders the audit report headless in the tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Test files are spread over TEST_WORKERS processes (pytest-xdist; each starts its own embedded
+# broker); most tests wait on the broker, so two workers halve the wall time even on 2 cores.
+TEST_WORKERS ?= 2
 test: setup system-deps
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check synthstream tests benchmarks

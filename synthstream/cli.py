@@ -572,6 +572,13 @@ def init(
     output: Annotated[Path, typer.Option("--output", "-o", help="Pipeline file to write.")] = Path("pipeline.yaml"),
     deadletter_topic: Annotated[str, typer.Option(help="Dead-letter topic.")] = "synthstream.deadletter",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="The label your users train on (audit.target_field): the audit measures TSTR on it and "
+            "the automatic model choice favours the model that predicts it best."
+        ),
+    ] = None,
 ) -> None:
     """Write a working, commented pipeline file for a sample: fields, roles, redaction plan and why, drift."""
     from synthstream.config_init import write_pipeline
@@ -579,7 +586,13 @@ def init(
     configure_logging(level="WARNING")
     with operator_errors(output):
         result = write_pipeline(
-            sample, topic=topic, stream=stream, output=output, deadletter_topic=deadletter_topic, overwrite=force
+            sample,
+            topic=topic,
+            stream=stream,
+            output=output,
+            deadletter_topic=deadletter_topic,
+            overwrite=force,
+            target=target,
         )
     out.print(
         f"wrote {result.path}: stream {result.stream}, {result.fields} fields ({result.redacted} redacted), "

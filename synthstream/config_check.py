@@ -190,9 +190,12 @@ def sequence_time_found(config: PipelineConfig, schema: RecordSchema, kept: set[
 
 def _audit_problems(config: PipelineConfig, schema: RecordSchema, dropped: set[str]) -> list[str]:
     cfg = config.audit
-    if not cfg.enabled:
-        return []
     audited = [f.name for f in audited_fields(schema) if f.name not in dropped]
+    if not cfg.enabled:
+        # The target field also steers the trainer's validation (models/selection.py), audit or not.
+        if cfg.target_field and cfg.target_field not in audited:
+            return [f"audit.target_field {cfg.target_field!r} is not a scored field; choose from {audited}"]
+        return []
     if not audited:
         return ["audit: the schema has no field the audit can measure (all identifiers or free text)"]
     wanted = list(cfg.secret_fields) + ([cfg.target_field] if cfg.target_field else [])

@@ -182,11 +182,13 @@ def draft_pipeline(
     output: Path = Path("pipeline.yaml"),
     deadletter_topic: str = "synthstream.deadletter",
     sample_records: int = 1_000,
+    target: str | None = None,
 ) -> tuple[str, InitResult]:
     """The text of a pipeline file for ``sample`` (and what it holds); see the module docstring.
 
     ``output`` is where the file will live: the sample and the state directory are written
     relative to its folder (which :func:`~synthstream.config.load_pipeline_config` resolves).
+    ``target`` becomes ``audit.target_field`` (checked against the inferred fields on write).
     """
     stream = stream or topic
     sample = Path(sample)
@@ -300,7 +302,9 @@ def draft_pipeline(
         "audit:                         # privacy and quality gate of every model version",
         "  enabled: true",
         f"  synthetic_rows: {min(10_000, max(1_000, rows))}",
-        "  # target_field: <field>      # set to measure TSTR (train synthetic, test real) on a label",
+        f"  target_field: {_q(target)}   # TSTR is measured on it; the model choice favours it"
+        if target
+        else "  # target_field: <field>      # a label: TSTR measured on it, the model choice favours it",
         "topics:",
         f"  deadletter: {_q(deadletter_topic)}",
         "  models: synthstream.models",
@@ -320,6 +324,7 @@ def write_pipeline(
     output: Path = Path("pipeline.yaml"),
     deadletter_topic: str = "synthstream.deadletter",
     overwrite: bool = False,
+    target: str | None = None,
 ) -> InitResult:
     """Draft the pipeline file for ``sample``, check it as ``synthstream run`` would, and write it.
 
@@ -329,7 +334,9 @@ def write_pipeline(
     output = Path(output)
     if output.exists() and not overwrite:
         raise ConfigError([f"{output} exists; pass --force to replace it"], "synthstream init")
-    text, result = draft_pipeline(sample, topic=topic, stream=stream, output=output, deadletter_topic=deadletter_topic)
+    text, result = draft_pipeline(
+        sample, topic=topic, stream=stream, output=output, deadletter_topic=deadletter_topic, target=target
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

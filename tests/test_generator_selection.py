@@ -14,7 +14,7 @@ import pytest
 
 from synthstream.evaluation.accuracy import accuracy_report
 from synthstream.models.neural import NeuralGenerator
-from synthstream.models.selection import Candidate, fit_and_select
+from synthstream.models.selection import Candidate, fit_and_select, validation_score
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.record import RecordSchema
 
@@ -123,3 +123,33 @@ def test_accuracy_separates_a_faithful_sample_from_a_shuffled_one() -> None:
     assert abs(broken.univariate - same.univariate) < 0.01  # the shuffle keeps every marginal
     assert broken.bivariate < same.bivariate - 0.05
     assert same.pairs == 6 and same.fields == 4
+
+
+def test_a_declared_target_adds_tstr_and_tells_a_kept_label_from_a_lost_one() -> None:
+    control = _ring(600, seed=11)
+    schema = infer_schema(control)
+    faithful = _ring(3_000, seed=12)
+    lost = faithful.copy()
+    lost["label"] = lost["label"].sample(frac=1.0, random_state=0).to_numpy()  # same marginal, no relation to x
+    plain = validation_score(control, faithful, schema, seed=1)
+    assert plain.utility is None and plain.total == plain.accuracy
+    kept = validation_score(control, faithful, schema, seed=1, target="label")
+    gone = validation_score(control, lost, schema, seed=1, target="label")
+    assert kept.accuracy == plain.accuracy
+    assert kept.utility is not None and gone.utility is not None
+    assert kept.utility > 0.85 and gone.utility < 0.65, (kept, gone)  # macro F1 on the control set
+    assert kept.total == pytest.approx(kept.accuracy + kept.utility)
+    with pytest.raises(ValueError, match="nope"):
+        validation_score(control, faithful, schema, seed=1, target="nope")
+    picked = fit_and_select(
+        [Candidate("gaussian_copula", {}), Candidate("neural", {**FAST, "epochs": 3, "min_steps": 0})],
+        _records(_ring(1_500, seed=13)),
+        _records(control),
+        schema,
+        seed=3,
+        target="label",
+    )
+    assert set(picked.utility) == set(picked.accuracy) == {"gaussian_copula", "neural"}
+    for name, total in picked.scores.items():
+        assert total == pytest.approx(picked.accuracy[name] + picked.utility[name])
+    assert picked.name == max(picked.scores, key=lambda k: picked.scores[k])

@@ -24,6 +24,7 @@ from synthstream.config_check import config_problems
 from synthstream.config_init import draft_pipeline, outward_bounds
 from synthstream.connectors.files import read_table
 from synthstream.demo import sample_path
+from synthstream.models.registry import ModelRegistry
 from synthstream.schemas.inference import infer_schema_from_file
 from tests.helpers import TRANSACTIONS_CSV, read_topic
 
@@ -73,8 +74,25 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     assert output.read_text() == "keep me\n"
 
 
-@pytest.mark.parametrize("sample", [TRANSACTIONS_CSV, sample_path()], ids=["transactions", "adult"])
-def test_init_replay_run_produces_a_feed(broker, kafka, names, sample: Path, tmp_path: Path) -> None:
+def test_a_declared_target_is_written_checked_and_steers_the_choice(tmp_path: Path) -> None:
+    output = tmp_path / "pipeline.yaml"
+    text, _ = draft_pipeline(sample_path(), topic="src", stream="s1", output=output, target="income")
+    output.write_text(text)
+    config = load_pipeline_config(output)
+    assert config.audit.target_field == "income"
+    assert config_problems(config, infer_schema_from_file(sample_path(), name="s1")) == []
+    bad = run_cli("init", str(sample_path()), "--topic", "t", "--output", str(tmp_path / "b.yaml"), "--target", "nope")
+    assert bad.returncode == 2 and "nope" in bad.stderr, bad.stderr[-2000:]
+    assert not (tmp_path / "b.yaml").exists()
+
+
+# (sample, label): the Adult run declares its label, so the validation adds TSTR on it.
+@pytest.mark.parametrize(
+    ("sample", "target"), [(TRANSACTIONS_CSV, None), (sample_path(), "income")], ids=["transactions", "adult"]
+)
+def test_init_replay_run_produces_a_feed(
+    broker, kafka, names, sample: Path, target: str | None, tmp_path: Path
+) -> None:
     bootstrap = broker.bootstrap_servers
     source = names.topic("source")
     deadletter = names.topic("dlq")
@@ -90,6 +108,7 @@ def test_init_replay_run_produces_a_feed(broker, kafka, names, sample: Path, tmp
         str(output),
         "--deadletter-topic",
         deadletter,
+        *(["--target", target] if target else []),
     )
     assert init.returncode == 0, init.stderr[-2000:]
     assert load_pipeline_config(output).stream == names.prefix  # valid as written
@@ -109,6 +128,12 @@ def test_init_replay_run_produces_a_feed(broker, kafka, names, sample: Path, tmp
     assert len(synthetic) >= 300
     dead = asyncio.run(read_topic(kafka, deadletter))
     assert dead == []
+    # The first fit validated copula vs neural on the control set (2,000 rows replayed), by accuracy
+    # plus TSTR on the label when one is declared (a retry after a rejection refits the runner-up alone).
+    versions = ModelRegistry(tmp_path / ".synthstream" / names.prefix / "models", names.prefix).versions()
+    first = versions[0].lineage.config
+    assert set(first["validation"]) == {"gaussian_copula", "neural"}, first["choice_reason"]
+    assert ("TSTR on income" in first["choice_reason"]) == (target is not None), first["choice_reason"]
 
 
 def test_numeric_bounds_are_rounded_robust_quantiles_not_the_extremes() -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "association_matrices",
     "fidelity_scores",
     "field_distributions",
+    "tstr_score",
     "tstr_scores",
 ]
 
@@ -133,6 +134,21 @@ def _fit_score_in(
     classifier.fit(x_train, labels)
     predicted = classifier.predict(x_test)
     return float(f1_score(y_test.astype(str).to_numpy(), predicted, average="macro"))
+
+
+def tstr_score(
+    synthetic: pd.DataFrame, control: pd.DataFrame, *, target: str, regression: bool, seed: int = 0
+) -> float:
+    """TSTR alone: a model fitted on ``synthetic``, scored on ``control`` (rows with a null target dropped).
+
+    Macro F1 for a categorical target, R² for a numeric one. What the trainer's validation adds
+    to a candidate's accuracy when the pipeline declares ``audit.target_field``.
+    """
+    synth = synthetic[synthetic[target].notna()].reset_index(drop=True)
+    test = control[control[target].notna()].reset_index(drop=True)
+    if len(synth) == 0 or len(test) == 0:
+        return 0.0  # a generator that never emits the target predicts nothing
+    return _fit_score(synth, test, synth, target, regression, seed)
 
 
 def tstr_scores(

@@ -415,6 +415,7 @@ class Pipeline:
                 # behind, so lag alone is not trusted). With another engine's consumer (faust) it is
                 # unknown (None): min_records decides.
                 caught_up=lambda: self._source_idle_seconds() > 0.0 if self.consumer is not None else None,
+                target_field=self.config.audit.target_field,
             )
             for observer in self.observers:  # drift (issue 8): e.g. store each version's training profile
                 hook = getattr(observer, "version_hook", None)

@@ -255,12 +255,15 @@ class RetrainScheduler(BackgroundFits):
         progress_interval_s: float = 1.0,
         stall_after_s: float = 300.0,
         caught_up: Callable[[], bool | None] | None = None,
+        target_field: str | None = None,
     ) -> None:
         if progress_interval_s <= 0:
             raise ValueError("progress_interval_s must be positive")
         if stall_after_s <= 0:
             raise ValueError("stall_after_s must be positive")
         self.config = config
+        #: The label users train on (``audit.target_field``): the validation adds TSTR on it.
+        self.target_field = target_field
         self.buffer = buffer
         self.registry = registry
         self.schema = schema
@@ -634,22 +637,27 @@ class RetrainScheduler(BackgroundFits):
                     seed,
                     progress_path,
                     meta,
+                    self.target_field,
                 )
                 model, fit_seconds, validation = selection.model, selection.fit_seconds, selection.scores
                 scored = ", ".join(f"{k} {v:.4f}" for k, v in validation.items())
+                measure = "accuracy" if not selection.utility else f"accuracy + TSTR on {self.target_field}"
                 choice = GeneratorChoice(
                     selection.name,
                     False,
-                    f"{choice.reason}: accuracy on {len(control_records)} control records {scored}",
+                    f"{choice.reason}: {measure} on {len(control_records)} control records {scored}",
                 )
                 self._log.info(
                     "training.validated",
                     version=number,
                     chosen=selection.name,
                     scores={k: round(v, 4) for k, v in validation.items()},
+                    accuracy={k: round(v, 4) for k, v in selection.accuracy.items()},
+                    tstr={k: round(v, 4) for k, v in selection.utility.items()} or None,
+                    target_field=self.target_field,
                     fit_seconds={k: round(v, 2) for k, v in selection.seconds.items()},
                     control_rows=len(control_records),
-                    message=f"v{number}: {selection.name} chosen by accuracy on the control set ({scored})",
+                    message=f"v{number}: {selection.name} chosen by {measure} on the control set ({scored})",
                 )
             else:
                 model, fit_seconds = await loop.run_in_executor(
