@@ -11,7 +11,10 @@ mechanism under zCDP converted at δ = 1e-6, budget split evenly over the window
 every window is released 5 times and compared with the exact answers:
 - count: |noisy - true| / true;
 - marginals: L1 error / true count (twice the total-variation distance of the normalised
-  histograms), per 1-way and 2-way marginal, then averaged over the window's marginals.
+  histograms), per 1-way and 2-way marginal, then averaged over the window's marginals; for the
+  raw noisy answers (``marginal_l1_rel_error_median``, what OpenDP's histogram gives too) and for
+  the consistent ones the stats topic publishes beside them (non-negative, summing to the
+  window's estimated size: ``consistent_marginal_l1_rel_error_median``, the target).
 Medians over windows and repeats are reported.
 
 Peer: OpenDP used directly, the way its docs build a histogram: per window and per marginal
@@ -104,21 +107,33 @@ def _errors(window: ClosedWindow, answers) -> tuple[float, float]:
     return count_err, float(np.mean(marg))
 
 
+def _consistent_error(window: ClosedWindow, answers) -> float:
+    true_n = max(1, window.count)
+    marg = [
+        float(np.abs(np.asarray(a.consistent) - window.marginals[a.query]).sum()) / true_n
+        for a in answers
+        if a.kind == "marginal"
+    ]
+    return float(np.mean(marg))
+
+
 def ours_accuracy(windows: list[ClosedWindow], agg: WindowAggregator, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for eps in EPSILONS:
         rho = epsilon_to_rho(eps, DELTA)
-        count_errs, marg_errs = [], []
+        count_errs, marg_errs, consistent_errs = [], [], []
         for window in windows:
             for _ in range(repeats):
                 release = release_window(window, agg.discretizer, budget=Spend(rho=rho), mechanism="gaussian")
                 c, m = _errors(window, release.answers)
                 count_errs.append(c)
                 marg_errs.append(m)
+                consistent_errs.append(_consistent_error(window, release.answers))
         out[f"eps_{eps:g}"] = {
             "rho_per_window": rho,
             "count_rel_error_median": median(count_errs),
             "marginal_l1_rel_error_median": median(marg_errs),
+            "consistent_marginal_l1_rel_error_median": median(consistent_errs),
             "windows": len(windows),
             "repeats": repeats,
         }
@@ -255,8 +270,9 @@ def main(quick: bool) -> dict[str, Any]:
             # The issue sets no numeric goals; these record that the stage keeps up with the pipeline
             # target and that accuracy at ε=1 per window is useful on Adult-sized windows.
             "pipeline_rps_with_stats": target(10_000, on),
+            # What the stats topic's `consistent` cells carry (raw noisy cells: marginal_l1_rel_error_median).
             "adult_marginal_l1_rel_error_eps1": target(
-                0.10, eps1["marginal_l1_rel_error_median"], higher_is_better=False
+                0.10, eps1["consistent_marginal_l1_rel_error_median"], higher_is_better=False
             ),
         },
     }

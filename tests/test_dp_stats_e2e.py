@@ -171,6 +171,8 @@ async def test_window_releases_match_the_truth_and_late_records_are_dead_lettere
         for got, want in zip(category.values, expected, strict=False):
             assert abs(got - want) <= 5 * sigma + 1
         assert category.cells[: len(CATEGORIES)] == CATEGORIES
+        assert category.consistent is not None and min(category.consistent) >= 0.0  # post-processed beside raw
+        assert sum(category.consistent) == pytest.approx(len(group), abs=5 * sigma + 1)
         pair = queries[("marginal", ("category", "gender"))]
         assert len(pair.values) == len(pair.cells) == (len(CATEGORIES) + 1) * 3  # + __other__ (no nulls here)
         assert event.means["amt"] == pytest.approx(group["amt"].clip(0, 1000).mean(), rel=0.05)

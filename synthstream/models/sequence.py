@@ -1152,11 +1152,10 @@ class SequenceGenerator:
         rng = self._restart(seed)
         if n_entities == 0:
             return []
-        if lengths is None:
-            sizes = self._arrival.sample_lengths(n_entities, rng)
-        elif isinstance(lengths, int):
+        sizes: IntArray | None = None
+        if isinstance(lengths, int):
             sizes = np.full(n_entities, check_int("lengths", lengths, 1, 2**31), dtype=np.int64)
-        else:
+        elif lengths is not None:
             sizes = np.asarray([check_int("lengths", v, 1, 2**31) for v in lengths], dtype=np.int64)
             if sizes.size != n_entities:
                 raise ValueError("lengths must give one length per entity")
@@ -1175,6 +1174,9 @@ class SequenceGenerator:
             begin = self._span_starts(n_entities, rng)
             bound = codec.hi_us if bound is None else bound
         begin = codec.snap(begin)  # lo and hi are grid points: a start inside the span stays inside
+        if sizes is None:  # lengths given the start inside the data's span; a live feed past it draws from all
+            inside_span = start is None and after is None
+            sizes = self._arrival.sample_lengths(n_entities, rng, begin if inside_span else None)
         statics = self._sample_static(n_entities, rng)
         ids = [f"syn-{v:012x}" for v in rng.integers(0, 2**48, n_entities).tolist()]
         torch_seed = int(rng.integers(2**62))

@@ -13,14 +13,20 @@ marginal           k                     k
 clipped sum        k * max(|lo|, |hi|)   k * max(|lo|, |hi|)
 =================  ===================  ===================
 
-Means are post-processing (noisy sum / noisy non-null count) and cost nothing extra. The
-release lists what each query spent, as OpenDP accounts it, for the ledger.
+Means are post-processing (noisy sum / noisy non-null count) and cost nothing extra. So are the
+*consistent* marginals published beside the raw noisy ones: each marginal projected (least
+squares) onto non-negative cells that sum to one estimate of the window's size, the
+inverse-variance weighted mean of the noisy count and the marginal's own noisy sum. Raw answers
+stay unbiased (what a model fitted to the measurements, like ``aim_stream``, wants); consistent
+ones are closer to the truth cell by cell (Adult at ε = 1: median L1 error 0.108 → 0.073 of the
+window's size, ``benchmarks/dp_stats.py``) and never show a negative count. The release lists
+what each query spent, as OpenDP accounts it, for the ledger.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,7 +35,7 @@ from synthstream.privacy.ledger import Release
 from synthstream.privacy.mechanisms import make_mechanism
 from synthstream.processors.windows import NULL, ClosedWindow, Discretizer
 
-__all__ = ["QueryAnswer", "WindowRelease", "release_window"]
+__all__ = ["QueryAnswer", "WindowRelease", "consistent_counts", "release_window"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class QueryAnswer:
     values: tuple[float, ...]
     noise_std: float
     release: Release
+    #: Marginals only: ``values`` projected onto non-negative cells summing to the window's estimated size.
+    consistent: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ def release_window(
         index=window.index,
         start_ms=window.start_ms,
         end_ms=window.end_ms,
-        answers=tuple(answers),
+        answers=_with_consistent(answers),
         means=_means(answers, discretizer),
         spend=spent,
     )
@@ -129,3 +137,40 @@ def _means(answers: Sequence[QueryAnswer], discretizer: Discretizer) -> dict[str
             n = count - marginal.values[attr.cells.index(NULL)]
         out[name] = a.values[0] / n if n >= 1 else None
     return out
+
+
+def consistent_counts(values: Sequence[float], total: float) -> tuple[float, ...]:
+    """The closest (least squares) non-negative cells that sum to ``max(total, 0)``.
+
+    Euclidean projection onto the scaled simplex (Duchi et al., 2008): sort, find the shift
+    that makes the positive part sum to ``total``, clip. Post-processing of released values.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return ()
+    if not total > 0:
+        return tuple(0.0 for _ in range(v.size))
+    ordered = np.sort(v)[::-1]
+    excess = np.cumsum(ordered) - total
+    ranks = np.arange(1, v.size + 1)
+    kept = ordered - excess / ranks > 0
+    shift = excess[kept][-1] / ranks[kept][-1]
+    return tuple(float(x) for x in np.maximum(v - shift, 0.0))
+
+
+def _window_size(count: QueryAnswer, marginal: QueryAnswer) -> float:
+    """Inverse-variance weighted estimate of the window's size from the noisy count and a marginal's sum."""
+    cells = len(marginal.values)
+    var_count, var_sum = count.noise_std**2, cells * marginal.noise_std**2
+    if var_count <= 0 or var_sum <= 0:  # an exact answer (no noise) wins outright
+        return count.values[0] if var_count <= var_sum else float(sum(marginal.values))
+    weight = (1 / var_count) / (1 / var_count + 1 / var_sum)
+    return weight * count.values[0] + (1 - weight) * float(sum(marginal.values))
+
+
+def _with_consistent(answers: Sequence[QueryAnswer]) -> tuple[QueryAnswer, ...]:
+    count = next(a for a in answers if a.kind == "count")
+    return tuple(
+        replace(a, consistent=consistent_counts(a.values, _window_size(count, a))) if a.kind == "marginal" else a
+        for a in answers
+    )

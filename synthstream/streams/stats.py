@@ -676,6 +676,7 @@ class StatsStage:
                 cells=self._cells(a.query, a.kind),
                 values=list(a.values),
                 noise_scale=a.noise_std,
+                consistent=list(a.consistent) if a.consistent is not None else None,
             )
             for a in release.answers
         ]
