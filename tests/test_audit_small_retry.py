@@ -90,6 +90,11 @@ async def test_a_rejection_is_retried_and_a_stalled_stream_says_so(kafka: KafkaS
     runner_up = {"gaussian_copula": "neural", "neural": "gaussian_copula"}[first]
     assert rejections[0] == f"now with the runner-up generator {runner_up}" and rejections[1].startswith("after ")
     assert (1, "retry", runner_up) in story and (2, "rejected", runner_up) in story
+    # v2 is the model v1's validation already fitted on the same records: published as is, not fitted again.
+    v1, v2 = (v.lineage for v in pipeline.registry.versions()[:2])
+    assert set(v1.config["validation"]) == {"gaussian_copula", "neural"}
+    assert v2.config["fitted_in_validation_of"] == 1 and v1.config["fitted_in_validation_of"] is None
+    assert v2.records_range == v1.records_range and v2.rows == v1.rows and v2.seed == v1.seed
     # The runner-up was rejected too: the next retry waits for more data, with the primary choice.
     [second_retry] = [e for e in events if e.action == "retry" and e.model_version == 2]
     assert second_retry.generator == first and "more data" in (second_retry.reason or "")

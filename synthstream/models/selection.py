@@ -77,6 +77,8 @@ class Selection:
     seconds: dict[str, float]
     accuracy: dict[str, float] = field(default_factory=dict)
     utility: dict[str, float] = field(default_factory=dict)
+    #: The best of the other candidates (name, model): a retry after a rejection publishes it without a refit.
+    runner_up: tuple[str, Generator] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def fit_and_select(
     started = time.perf_counter()
     real = pd.DataFrame.from_records(list(control))
     rows = max(VALIDATION_ROWS, len(control))
-    best: tuple[float, str, Generator] | None = None
+    fitted: list[tuple[float, str, Generator]] = []
     scores: dict[str, float] = {}
     accuracy: dict[str, float] = {}
     utility: dict[str, float] = {}
@@ -161,11 +163,13 @@ def fit_and_select(
         if scored.utility is not None:
             utility[candidate.name] = scored.utility
         seconds[candidate.name] = fit_s
-        if best is None or score > best[0]:
-            best = (score, candidate.name, model)
-    if best is None:
+        fitted.append((score, candidate.name, model))
+    if not fitted:
         assert first_error is not None
         raise first_error
+    # Highest score first; equal scores keep the listed order (the cheaper candidate first).
+    ranked = sorted(fitted, key=lambda item: -item[0])
+    best = ranked[0]
     return Selection(
         model=best[2],
         name=best[1],
@@ -174,4 +178,5 @@ def fit_and_select(
         seconds=seconds,
         accuracy=accuracy,
         utility=utility,
+        runner_up=(ranked[1][1], ranked[1][2]) if len(ranked) > 1 else None,
     )

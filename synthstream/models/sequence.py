@@ -1297,17 +1297,24 @@ class SequenceGenerator:
         owner_flat = np.repeat(np.arange(n), sizes)
         columns: dict[str, list[Any]] = {self.time_field: self._time.from_us(times_flat)}
         z, miss, cats = steps["z"][mask], steps["miss"][mask], steps["cat"][mask]
+        same_owner = np.zeros(owner_flat.size, dtype=bool)
+        same_owner[1:] = owner_flat[1:] == owner_flat[:-1]
         k_num = k_cat = 0
         for spec, codec in zip(self._specs, self._codecs, strict=True):
             if isinstance(codec, NumericCodec):
                 values, nulls = codec.decode_with_nulls(z[:, k_num], miss[:, k_num], rng, owner_flat)
                 if spec.name in self._trends:
                     values = values + self._trends[spec.name].predict(self._time.position(times_flat))
-                columns[spec.name] = _numeric_out(values, nulls, spec)
+                column = _numeric_out(values, nulls, spec)
+                kept = _kept_rows(same_owner, z[:, k_num], miss[:, k_num])
                 k_num += 1
             else:
-                columns[spec.name] = [_canonical(v, spec.type) for v in codec.decode(cats[:, k_cat], rng)]
+                column = [_canonical(v, spec.type) for v in codec.decode(cats[:, k_cat], rng)]
+                kept = _kept_rows(same_owner, cats[:, k_cat])
                 k_cat += 1
+            if spec.name in self._sticky:
+                column = _carry_forward(column, kept)
+            columns[spec.name] = column
         if self._side_model is not None:
             side = self._side_model.sample_columns(int(mask.sum()), seed=int(rng.integers(2**62)))
             columns.update(side)
@@ -1471,6 +1478,28 @@ def _trimmed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Cut the padded time axis to the longest chunk in the batch."""
     steps = int(batch["valid"].sum(dim=1).max())
     return {k: (v if k == "static" else v[:, :steps]) for k, v in batch.items()}
+
+
+def _kept_rows(same_owner: NDArray[np.bool_], *outputs: NDArray[Any]) -> NDArray[np.bool_]:
+    """Rows whose network output equals the previous row's of the same entity (a quasi-static field kept)."""
+    kept = same_owner.copy()
+    for out in outputs:
+        kept[1:] &= out[1:] == out[:-1]
+    return kept
+
+
+def _carry_forward(column: list[Any], kept: NDArray[np.bool_]) -> list[Any]:
+    """Repeat the previous row's decoded value where the network kept a quasi-static field.
+
+    The network holds the field's code, but decoding draws again per row (a value inside the
+    code's bin, an end value redrawn, the null rate calibrated): a person's years of schooling
+    then moved every year, which an outside judge spotted at once (within-person correlations
+    defined where the real ones are not). Copying the decoded value keeps it constant.
+    """
+    if not kept.any():
+        return column
+    run_start = np.maximum.accumulate(np.where(kept, 0, np.arange(kept.size)))
+    return [column[i] for i in run_start.tolist()]
 
 
 def _repeat_previous(

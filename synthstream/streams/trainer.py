@@ -113,6 +113,19 @@ class RetryPlan:
 
 
 @dataclass(frozen=True)
+class FittedRunnerUp:
+    """The validation's runner-up of a version: published by a runner-up retry without fitting it again."""
+
+    version: int
+    name: str
+    model: Generator
+    fit_seconds: float
+    records: list[dict[str, Any]]
+    seen: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class GateDecision:
     """A promotion gate's verdict on one version: promote or not, and why."""
 
@@ -295,6 +308,8 @@ class RetrainScheduler(BackgroundFits):
         self.caught_up = caught_up
         #: The retry planned after the last rejection, or None.
         self.retry: RetryPlan | None = None
+        #: The last validated fit's runner-up, kept until the next fit (a runner-up retry publishes it).
+        self._runner_up: FittedRunnerUp | None = None
         #: Fits in a row that published nothing (rejected or failed), since the last promotion.
         self.unpublished_fits = 0
         #: Why the stream is stalled (nothing published for stalled_after_fits fits / stalled_after_s), or None.
@@ -572,6 +587,11 @@ class RetrainScheduler(BackgroundFits):
         self._seen_at_last_fit = seen
         self._last_fit_at = time.monotonic()
         seed = self.config.seed + self.versions_trained + 1
+        kept, self._runner_up = self._runner_up, None
+        reused: FittedRunnerUp | None = None
+        if retry is not None and kept is not None and (kept.version, kept.name) == (retry.rejected, retry.generator):
+            reused = kept  # fitted in the rejected version's validation: its records, seen count and seed
+            records, seen, seed = kept.records, kept.seen, kept.seed
         try:
             choice, config = self._choose(len(records), retry)
             options = self._options(choice, config, seed, seen) if config is not None else {}
@@ -584,7 +604,7 @@ class RetrainScheduler(BackgroundFits):
         runner_up = retry is not None and retry.generator is not None
         control_records = self.buffer.holdout() if choice.candidates and not runner_up else []
         validate = config is not None and len(control_records) >= VALIDATION_MIN_CONTROL
-        warm, warm_from = (None, None) if validate else await self._warm_start(choice, config)
+        warm, warm_from = (None, None) if validate or reused else await self._warm_start(choice, config)
         number = await asyncio.to_thread(self.registry.reserve)
         training = [] if choice.name == "aim_stream" else records  # the from-the-stream model never sees a record
         control = self.buffer.holdout_size
@@ -621,7 +641,17 @@ class RetrainScheduler(BackgroundFits):
         watcher = asyncio.create_task(self._watch_progress(number, choice.name, len(training), seed, started))
         validation: dict[str, float] | None = None
         try:
-            if validate:
+            if reused is not None:
+                model, fit_seconds = reused.model, reused.fit_seconds
+                self._log.info(
+                    "training.runner_up_reused",
+                    version=number,
+                    generator=reused.name,
+                    fitted_for=reused.version,
+                    message=f"v{number}: {reused.name} was fitted in v{reused.version}'s validation on the same "
+                    "records; published without a second fit",
+                )
+            elif validate:
                 assert config is not None
                 candidates = [
                     Candidate(name, self._options(GeneratorChoice(name, False, choice.reason), config, seed, seen))
@@ -640,6 +670,11 @@ class RetrainScheduler(BackgroundFits):
                     self.target_field,
                 )
                 model, fit_seconds, validation = selection.model, selection.fit_seconds, selection.scores
+                if selection.runner_up is not None:
+                    other, other_model = selection.runner_up
+                    self._runner_up = FittedRunnerUp(
+                        number, other, other_model, selection.seconds.get(other, 0.0), training, seen, seed
+                    )
                 scored = ", ".join(f"{k} {v:.4f}" for k, v in validation.items())
                 measure = "accuracy" if not selection.utility else f"accuracy + TSTR on {self.target_field}"
                 choice = GeneratorChoice(
@@ -692,6 +727,8 @@ class RetrainScheduler(BackgroundFits):
                 "resolved_generator": choice.name,
                 "choice_reason": choice.reason,
                 "validation": validation,
+                # A runner-up retry's model comes from that version's validation (no second fit).
+                "fitted_in_validation_of": reused.version if reused is not None else None,
                 "dp": choice.dp,
             },
             source_offsets={"records_seen": seen},
