@@ -59,6 +59,7 @@ from numpy.typing import NDArray
 from scipy.special import ndtr, ndtri
 
 from synthstream.errors import ModelError, NotFittedError
+from synthstream.models.dependencies import apply_dependencies, find_dependencies
 from synthstream.models.encoding import column_frame
 from synthstream.models.guards import (
     DEFAULT_MIN_COUNT,
@@ -73,6 +74,7 @@ from synthstream.models.guards import (
     warn_dropped,
 )
 from synthstream.models.params import check_int
+from synthstream.models.resolution import apply_resolution, learn_resolution
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
 __all__ = ["GaussianCopulaGenerator"]
@@ -553,6 +555,9 @@ class GaussianCopulaGenerator:
         scores = np.hstack(blocks) if blocks else np.empty((len(frame), 0))
         self.correlation_, self._chol, self.shrinkage_used_ = _correlation(scores, self.shrinkage)
         self._fields = fields
+        # One correlation cannot hold a code and its label together: exact pairs are rewritten after sampling.
+        self.dependencies_ = find_dependencies(frame, schema, min_count=self.min_count)
+        self.time_steps_ = learn_resolution(frame, schema)  # whole hours stay whole hours
         self._schema = schema
         self.rows_ = len(frame)
         self._rng = sample_seq
@@ -590,7 +595,8 @@ class GaussianCopulaGenerator:
         for model in self._fields:
             columns[model.name] = model.sample(latent[:, start : start + model.n_latent], rng)
             start += model.n_latent
-        return columns
+        apply_resolution(columns, getattr(self, "time_steps_", {}))  # models pickled before: unrounded
+        return apply_dependencies(columns, getattr(self, "dependencies_", []), self._schema)
 
     def sample(self, n: int, *, seed: int | None = None) -> list[dict[str, Any]]:
         """Return ``n`` synthetic records (dicts keyed by field name, canonical values)."""

@@ -56,6 +56,7 @@ import torch
 
 from synthstream.errors import ModelError, NotFittedError
 from synthstream.log import get_logger
+from synthstream.models.dependencies import apply_dependencies, find_dependencies
 from synthstream.models.dp_budget import DPContext, ModelAccountant
 from synthstream.models.dp_domain import DomainPlan, check_domains, learn_attributes, ledger_attributes
 from synthstream.models.encoding import (
@@ -71,6 +72,7 @@ from synthstream.models.encoding import (
 from synthstream.models.guards import DEFAULT_MIN_COUNT, check_min_count
 from synthstream.models.neural_nn import ColumnAR
 from synthstream.models.params import check_float, check_int
+from synthstream.models.resolution import apply_resolution, learn_resolution
 from synthstream.privacy.accounting import Spend
 from synthstream.privacy.ledger import BudgetExceeded, Release
 from synthstream.schemas.record import RecordSchema
@@ -281,6 +283,9 @@ class NeuralGenerator:
         self._device_net = None
         # Free text is learned (k-supported tokens) only without DP: DP-SGD covers nothing read outside it.
         self._side = SideFields(schema, frame if self.dp is None else None, min_count=self.min_count)
+        # Exact code/label pairs are rewritten after sampling; not under DP (the rule is read without noise).
+        self.dependencies_ = find_dependencies(frame, schema, min_count=self.min_count) if self.dp is None else []
+        self.time_steps_ = learn_resolution(frame, schema)
         self._schema = schema
         self.rows_ = len(frame)
         self.history_ = history
@@ -583,7 +588,9 @@ class NeuralGenerator:
         tokens = np.concatenate(parts) if parts else np.zeros((0, len(self._codecs)), dtype=np.int64)
         decoded = {codec.name: codec.decode(tokens[:, j], rng) for j, codec in enumerate(self._codecs)}
         decoded.update(self._side.sample(n, rng))
-        return {name: decoded[name] for name in self._schema.field_names}
+        columns = {name: decoded[name] for name in self._schema.field_names}
+        apply_resolution(columns, getattr(self, "time_steps_", {}))  # models pickled before: unrounded
+        return apply_dependencies(columns, getattr(self, "dependencies_", []), self._schema)
 
     def sample(self, n: int, *, seed: int | None = None) -> list[dict[str, Any]]:
         """``n`` synthetic records (dicts keyed by field name)."""
