@@ -271,7 +271,7 @@ def draft_pipeline(
         "  generator: auto              # auto | gaussian_copula | neural | aim | mst | aim_stream",
         "                               # auto: copula and neural both fitted, the better on held-out records kept",
         f"  min_records: {min_records}             # first fit once the buffer holds this many: 75% of the sample's",
-        "                               # rows (the buffer keeps ~80% of arriving records; the audit holds out 20%)",
+        "                               # rows (seen records: the audit holds out audit.holdout_share of them)",
         f"  every_records: {max(1_000, rows)}           # later fits after this many new records ...",
         "  every_seconds: 300           # ... or this much time",
         "  seed: 0",
@@ -302,6 +302,7 @@ def draft_pipeline(
         "audit:                         # privacy and quality gate of every model version",
         "  enabled: true",
         f"  synthetic_rows: {min(10_000, max(1_000, rows))}",
+        *_small_sample_holdout(rows),
         f"  target_field: {_q(target)}   # TSTR is measured on it; the model choice favours it"
         if target
         else "  # target_field: <field>      # a label: TSTR measured on it, the model choice favours it",
@@ -314,6 +315,29 @@ def draft_pipeline(
     ]
     result = InitResult(Path(output), stream, len(schema.fields), redacted, len(monitored), rows)
     return "\n".join(lines), result
+
+
+#: Control records the audit wants by default (``audit.min_holdout``) and its default held-out share.
+_MIN_HOLDOUT, _HOLDOUT_SHARE = 200, 0.2
+#: The held-out share a sample too small for the defaults gets.
+_SMALL_HOLDOUT_SHARE = 0.3
+
+
+def _small_sample_holdout(rows: int) -> list[str]:
+    """Audit lines for a sample whose 20 % would never reach the 200 control records the audit waits for.
+
+    Without them a 344-row table never trained: the first fit waits for the audit's control set
+    (a version the audit cannot judge would only be rejected), and 20 % of 344 is 69.
+    """
+    if rows * _HOLDOUT_SHARE >= _MIN_HOLDOUT:
+        return []
+    expected = rows * _SMALL_HOLDOUT_SHARE
+    floor = max(10, int(0.7 * expected))  # the split is a coin flip per record: leave room below the mean
+    return [
+        f"  holdout_share: {_SMALL_HOLDOUT_SHARE}           # a small sample: 30% of records are the control set",
+        f"  min_holdout: {floor}             # audit from this many control records (default 200; fewer"
+        " give wider risk intervals)",
+    ]
 
 
 def write_pipeline(

@@ -78,8 +78,8 @@ def test_the_neural_model_rewrites_too() -> None:
     assert _mismatch(pd.DataFrame(model.sample(3_000, seed=2))) == 0.0
 
 
-def test_timestamps_come_back_at_the_resolution_the_data_has() -> None:
-    from synthstream.models.resolution import learn_resolution
+def test_timestamps_and_decimals_come_back_at_the_resolution_the_data_has() -> None:
+    from synthstream.models.resolution import learn_decimals, learn_resolution
 
     rng = np.random.default_rng(3)
     start = pd.Timestamp("2013-01-01", tz="UTC")
@@ -89,10 +89,12 @@ def test_timestamps_come_back_at_the_resolution_the_data_has() -> None:
             "day": start + pd.to_timedelta(rng.integers(0, 365, 1_500), unit="D"),
             "exact": start + pd.to_timedelta(rng.integers(0, 10**12, 1_500), unit="us"),
             "delay": rng.normal(0, 10, 1_500),
+            "bill_mm": np.round(rng.normal(44.0, 5.0, 1_500), 1),
         }
     )
     schema = infer_schema(frame)
     assert learn_resolution(frame, schema) == {"time_hour": 3_600_000_000, "day": 86_400_000_000}
+    assert learn_decimals(frame, schema) == {"bill_mm": 1}  # "delay" has full precision: left as generated
     for model in (
         GaussianCopulaGenerator(seed=1),
         NeuralGenerator(seed=1, epochs=1, min_steps=0, device="cpu"),
@@ -101,6 +103,7 @@ def test_timestamps_come_back_at_the_resolution_the_data_has() -> None:
         hours = pd.to_datetime(synthetic["time_hour"], utc=True)
         days = pd.to_datetime(synthetic["day"], utc=True)
         assert (hours == hours.dt.floor("h")).all() and (days == days.dt.floor("D")).all(), model.name
+        assert np.allclose(synthetic["bill_mm"], synthetic["bill_mm"].round(1)), model.name
         del model.time_steps_  # a model pickled before the rounding existed: values off the grid
         unrounded = pd.to_datetime(pd.DataFrame(model.sample(2_000, seed=2))["time_hour"], utc=True)
         assert (unrounded != unrounded.dt.floor("h")).mean() > 0.5, model.name

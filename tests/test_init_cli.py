@@ -65,6 +65,21 @@ def test_init_writes_a_valid_file_without_data_values(sample: Path, tmp_path: Pa
     assert not leaked, leaked[:10]
 
 
+def test_a_small_sample_gets_a_control_set_the_audit_can_reach(tmp_path: Path) -> None:
+    sample = tmp_path / "small.csv"
+    pd.read_csv(sample_path()).head(344).to_csv(sample, index=False)
+    output = tmp_path / "pipeline.yaml"
+    text, _ = draft_pipeline(sample, topic="src", stream="s1", output=output)
+    output.write_text(text)
+    audit = load_pipeline_config(output).audit
+    # 20 % of 344 is 69 control records, under the 200 the audit waits for: no fit would ever start.
+    assert audit.holdout_share == 0.3 and audit.min_holdout <= 0.75 * 0.3 * 344
+    large, _ = draft_pipeline(sample_path(), topic="src", stream="s1", output=output)
+    output.write_text(large)
+    audit = load_pipeline_config(output).audit
+    assert (audit.holdout_share, audit.min_holdout) == (0.2, 200)  # the defaults fit a 1,000+ row sample
+
+
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     output = tmp_path / "pipeline.yaml"
     output.write_text("keep me\n")

@@ -149,3 +149,32 @@ async def test_the_first_fit_comes_after_max_wait_on_a_stream_that_never_pauses(
                 assert time.monotonic() < deadline, "max_wait never fired"
                 await asyncio.sleep(0.01)
             assert scheduler._trigger == "max_wait"
+
+
+async def test_a_first_fit_waiting_for_the_audits_control_set_says_so(kafka: KafkaSettings, tmp_path: Path) -> None:
+    from synthstream.config import AuditConfig
+    from synthstream.schemas.events import PrivacyAuditEvent
+    from synthstream.streams.audit import AuditGate
+
+    caught_up = [True]
+    config = TrainingConfig(min_records=100, first_fit_max_wait_s=None)
+    buffer = TrainingBuffer(10_000, holdout_share=0.2, seed=1)
+    async with Producer(kafka) as producer:
+        with ThreadPoolExecutor(1) as executor:
+            scheduler = _scheduler(producer, executor, tmp_path, buffer, config, caught_up)
+            scheduler.gate = AuditGate(
+                config=AuditConfig(min_holdout=200),
+                schema=scheduler.schema,
+                buffer=buffer,
+                registry=scheduler.registry,
+                executor=executor,
+                producer=producer,
+                topic="unused",
+                serde=EventSerde(PrivacyAuditEvent, InMemorySchemaStore()),
+                stream="s",
+            )
+            buffer.extend(_records(344))  # a 344-row table: ~69 control records, never 200
+            assert not scheduler.due()
+            hint = scheduler.first_fit_hint()
+            assert hint.startswith(f"waiting for the audit's control set: {buffer.holdout_size} of 200"), hint
+            assert "audit.min_holdout" in hint

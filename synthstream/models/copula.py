@@ -74,7 +74,7 @@ from synthstream.models.guards import (
     warn_dropped,
 )
 from synthstream.models.params import check_int
-from synthstream.models.resolution import apply_resolution, learn_resolution
+from synthstream.models.resolution import apply_decimals, apply_resolution, learn_decimals, learn_resolution
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
 
 __all__ = ["GaussianCopulaGenerator"]
@@ -558,6 +558,7 @@ class GaussianCopulaGenerator:
         # One correlation cannot hold a code and its label together: exact pairs are rewritten after sampling.
         self.dependencies_ = find_dependencies(frame, schema, min_count=self.min_count)
         self.time_steps_ = learn_resolution(frame, schema)  # whole hours stay whole hours
+        self.decimals_ = learn_decimals(frame, schema)  # 0.1 mm stays 0.1 mm
         self._schema = schema
         self.rows_ = len(frame)
         self._rng = sample_seq
@@ -596,6 +597,7 @@ class GaussianCopulaGenerator:
             columns[model.name] = model.sample(latent[:, start : start + model.n_latent], rng)
             start += model.n_latent
         apply_resolution(columns, getattr(self, "time_steps_", {}))  # models pickled before: unrounded
+        apply_decimals(columns, getattr(self, "decimals_", {}))
         return apply_dependencies(columns, getattr(self, "dependencies_", []), self._schema)
 
     def sample(self, n: int, *, seed: int | None = None) -> list[dict[str, Any]]:

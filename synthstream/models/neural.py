@@ -72,7 +72,7 @@ from synthstream.models.encoding import (
 from synthstream.models.guards import DEFAULT_MIN_COUNT, check_min_count
 from synthstream.models.neural_nn import ColumnAR
 from synthstream.models.params import check_float, check_int
-from synthstream.models.resolution import apply_resolution, learn_resolution
+from synthstream.models.resolution import apply_decimals, apply_resolution, learn_decimals, learn_resolution
 from synthstream.privacy.accounting import Spend
 from synthstream.privacy.ledger import BudgetExceeded, Release
 from synthstream.schemas.record import RecordSchema
@@ -286,6 +286,7 @@ class NeuralGenerator:
         # Exact code/label pairs are rewritten after sampling; not under DP (the rule is read without noise).
         self.dependencies_ = find_dependencies(frame, schema, min_count=self.min_count) if self.dp is None else []
         self.time_steps_ = learn_resolution(frame, schema)
+        self.decimals_ = learn_decimals(frame, schema)  # 0.1 mm stays 0.1 mm
         self._schema = schema
         self.rows_ = len(frame)
         self.history_ = history
@@ -590,6 +591,7 @@ class NeuralGenerator:
         decoded.update(self._side.sample(n, rng))
         columns = {name: decoded[name] for name in self._schema.field_names}
         apply_resolution(columns, getattr(self, "time_steps_", {}))  # models pickled before: unrounded
+        apply_decimals(columns, getattr(self, "decimals_", {}))
         return apply_dependencies(columns, getattr(self, "dependencies_", []), self._schema)
 
     def sample(self, n: int, *, seed: int | None = None) -> list[dict[str, Any]]:

@@ -410,6 +410,12 @@ class RetrainScheduler(BackgroundFits):
         seen = self.buffer.total_seen
         if seen < cfg.min_records:
             return f"waiting for data: {cfg.min_records - seen} more records before the first fit"
+        if self.gate is not None and not getattr(self.gate, "ready", True):
+            held, needed = self.buffer.holdout_size, getattr(getattr(self.gate, "config", None), "min_holdout", None)
+            return (
+                f"waiting for the audit's control set: {held} of {needed} records held out "
+                "(lower audit.min_holdout or raise audit.holdout_share for a small table)"
+            )
         parts = ["when the consumer has caught up"]
         if cfg.first_fit_records is not None:
             parts.append(f"at {cfg.first_fit_records} records seen")
