@@ -27,7 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from synthstream.evaluation.fidelity import as_float
-from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
+from synthstream.schemas.record import FieldRole, FieldSpec, RecordSchema
 
 __all__ = ["AccuracyReport", "accuracy_report"]
 
@@ -47,19 +47,11 @@ class AccuracyReport:
     pairs: int
 
 
-def _continuous(field: FieldSpec) -> bool:
-    return field.role in (FieldRole.NUMERIC, FieldRole.DATETIME) and field.type in (
-        FieldType.LONG,
-        FieldType.DOUBLE,
-        FieldType.TIMESTAMP,
-    )
-
-
 def _codes(
     real: pd.Series, synth: pd.Series, field: FieldSpec, bins: int, top: int
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Bucket codes of both columns on the real column's buckets (null -1, other -2)."""
-    if _continuous(field):
+    if field.continuous:
         r, s = as_float(real, field), as_float(synth, field)
         finite = r[~np.isnan(r)]
         if finite.size == 0:

@@ -34,15 +34,10 @@ from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSc
 
 __all__ = ["as_float", "column_shapes_score", "fidelity_report", "pair_trends_score"]
 
-_CONTINUOUS_ROLES = (FieldRole.NUMERIC, FieldRole.DATETIME)
 _SKIPPED_ROLES = (FieldRole.IDENTIFIER, FieldRole.FREE_TEXT)
 _BINS = 10
 
 FloatArray: TypeAlias = NDArray[np.float64]
-
-
-def _is_continuous(field: FieldSpec) -> bool:
-    return field.role in _CONTINUOUS_ROLES and field.type in (FieldType.LONG, FieldType.DOUBLE, FieldType.TIMESTAMP)
 
 
 def _scored_fields(schema: RecordSchema, *frames: pd.DataFrame) -> list[FieldSpec]:
@@ -90,7 +85,7 @@ def column_shapes_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Rec
     """Mean per-field marginal similarity in [0, 1] (1 = identical marginals); NaN if nothing is scored."""
     scores = []
     for field in _scored_fields(schema, real, synthetic):
-        if _is_continuous(field):
+        if field.continuous:
             scores.append(_ks_complement(as_float(real[field.name], field), as_float(synthetic[field.name], field)))
         else:
             scores.append(_tv_complement(_category_key(real[field.name]), _category_key(synthetic[field.name])))
@@ -157,19 +152,19 @@ def pair_trends_score(
     fields = _scored_fields(schema, real, synthetic)
     real_cols, synth_cols = {}, {}
     for field in fields:
-        if _is_continuous(field):
+        if field.continuous:
             real_cols[field.name] = as_float(real[field.name], field)
             synth_cols[field.name] = as_float(synthetic[field.name], field)
     scores = []
     for a, b in itertools.combinations(fields, 2):
-        if _is_continuous(a) and _is_continuous(b):
+        if a.continuous and b.continuous:
             pair_real = np.column_stack([real_cols[a.name], real_cols[b.name]])
             pair_synth = np.column_stack([synth_cols[a.name], synth_cols[b.name]])
             scores.append(_correlation_similarity(pair_real, pair_synth, real_correlation_threshold))
             continue
         frames = [pd.DataFrame(index=real.index), pd.DataFrame(index=synthetic.index)]
         for field in (a, b):
-            if _is_continuous(field):
+            if field.continuous:
                 frames[0][field.name], frames[1][field.name] = _binned(real_cols[field.name], synth_cols[field.name])
             else:
                 frames[0][field.name] = _category_key(real[field.name])

@@ -91,14 +91,6 @@ def audited_fields(schema: RecordSchema) -> list[FieldSpec]:
     return [f for f in schema.fields if f.role in _AUDITED_ROLES]
 
 
-def _continuous(field: FieldSpec) -> bool:
-    return field.role in (FieldRole.NUMERIC, FieldRole.DATETIME) and field.type in (
-        FieldType.LONG,
-        FieldType.DOUBLE,
-        FieldType.TIMESTAMP,
-    )
-
-
 def attack_frame(records: Records | pd.DataFrame, fields: Sequence[FieldSpec]) -> pd.DataFrame:
     """The audited fields as a frame with one dtype per field, the same for real and synthetic data.
 
@@ -110,13 +102,13 @@ def attack_frame(records: Records | pd.DataFrame, fields: Sequence[FieldSpec]) -
     for field in fields:
         column = frame[field.name] if field.name in frame.columns else pd.Series([None] * len(frame), dtype=object)
         column = column.reset_index(drop=True)
-        if _continuous(field) and field.type is FieldType.TIMESTAMP:
+        if field.continuous and field.type is FieldType.TIMESTAMP:
             stamps = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
             seconds = np.full(len(stamps), np.nan)
             ok = stamps.notna().to_numpy()
             seconds[ok] = stamps[ok].dt.as_unit("us").astype("int64").to_numpy() / 1e6
             out[field.name] = seconds
-        elif _continuous(field):
+        elif field.continuous:
             out[field.name] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             as_text = column.astype(object)

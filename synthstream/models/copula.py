@@ -565,13 +565,11 @@ class GaussianCopulaGenerator:
         return self
 
     def _field_model(self, spec: FieldSpec) -> _FieldModel:
-        role, ftype = spec.role, spec.type
-        if role is FieldRole.IDENTIFIER:
+        if spec.role is FieldRole.IDENTIFIER:
             return _Identifier(spec, self.min_count)
-        if role is FieldRole.FREE_TEXT:
+        if spec.role is FieldRole.FREE_TEXT:
             return _FreeText(spec, self.min_count)
-        numeric_type = ftype in (FieldType.LONG, FieldType.DOUBLE, FieldType.TIMESTAMP)
-        if role in (FieldRole.NUMERIC, FieldRole.DATETIME) and numeric_type:
+        if spec.continuous:
             return _Numeric(spec, self.n_quantiles, self.min_count)
         return _Categorical(spec, self.max_categories, self.min_count)
 

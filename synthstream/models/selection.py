@@ -35,7 +35,7 @@ from synthstream.evaluation.privacy_risk import attack_frame, audited_fields
 from synthstream.evaluation.quality import tstr_score
 from synthstream.models.base import Generator
 from synthstream.models.training import fit_generator
-from synthstream.schemas.record import FieldRole, FieldType, RecordSchema
+from synthstream.schemas.record import RecordSchema
 
 __all__ = [
     "VALIDATION_MAX_PAIRS",
@@ -105,14 +105,8 @@ def validation_score(
     spec = next((f for f in fields if f.name == target), None)
     if spec is None:
         raise ValueError(f"target field {target!r} is not a scored field of the schema")
-    regression = spec.role in (FieldRole.NUMERIC, FieldRole.DATETIME) and spec.type in (
-        FieldType.LONG,
-        FieldType.DOUBLE,
-        FieldType.TIMESTAMP,
-    )
-    utility = tstr_score(
-        attack_frame(sample, fields), attack_frame(control, fields), target=target, regression=regression, seed=seed
-    )
+    synthetic, real = attack_frame(sample, fields), attack_frame(control, fields)
+    utility = tstr_score(synthetic, real, target=target, regression=spec.continuous, seed=seed)
     return ValidationScore(accuracy, utility)
 
 

@@ -141,7 +141,6 @@ FloatArray: TypeAlias = NDArray[np.float64]
 IntArray: TypeAlias = NDArray[np.int64]
 Record = dict[str, Any]
 
-_NUMERIC_TYPES = (FieldType.LONG, FieldType.DOUBLE, FieldType.TIMESTAMP)
 _SIDE_ROLES = (FieldRole.IDENTIFIER, FieldRole.FREE_TEXT)
 _TREND_R2 = 0.5  # a numeric field's level follows absolute time when a trend explains this share of variance
 _DP_SCOPE = "network weights (DP-SGD); encoders, arrival model and static copula are fitted without noise"
@@ -704,7 +703,7 @@ class SequenceGenerator:
         return gid.astype(np.int64), order.astype(np.int64)
 
     def _codec_for(self, spec: FieldSpec, has_null: bool, previous: NumericCodec | CategoricalCodec | None) -> Any:
-        if spec.role in (FieldRole.NUMERIC, FieldRole.DATETIME) and spec.type in _NUMERIC_TYPES:
+        if spec.continuous:
             integral = spec.type is FieldType.LONG
             layout = FieldLayout(spec.name, "numeric", nullable=has_null or spec.nullable)
             numeric = NumericCodec(spec.name, integral=integral, n_quantiles=self.n_quantiles, min_count=self.min_count)

@@ -75,7 +75,7 @@ from synthstream.evaluation.quality import (
 from synthstream.models.base import Generator
 from synthstream.models.registry import Lineage
 from synthstream.schemas.events import AttackRisk, LeakFinding, PrivacyGuarantee, UtcDatetime
-from synthstream.schemas.record import FieldRole, FieldType, RecordSchema
+from synthstream.schemas.record import RecordSchema
 
 __all__ = ["Attack", "AuditRecord", "AuditReport", "Auditor", "warm_up_audit"]
 
@@ -219,7 +219,7 @@ class Auditor:
         else:
             half = max(1, len(names) // 2)
             self._aux = (names[:half], names[half:])
-        self._regression = {f.name: _is_continuous_numeric(f.role, f.type) for f in self._fields}
+        self._regression = {f.name: f.continuous for f in self._fields}
         self.attacks: tuple[Attack, ...] = tuple(self.default_attacks() if attacks is None else attacks)
         self.leak_check = VerbatimLeakCheck(
             schema,
@@ -568,14 +568,6 @@ class Auditor:
             elif value < floor:
                 reasons.append(f"{name} {value:.3f} < floor {floor:.3f}")
         return reasons
-
-
-def _is_continuous_numeric(role: FieldRole, ftype: FieldType) -> bool:
-    return role in (FieldRole.NUMERIC, FieldRole.DATETIME) and ftype in (
-        FieldType.LONG,
-        FieldType.DOUBLE,
-        FieldType.TIMESTAMP,
-    )
 
 
 def _frame(records: Sequence[Record] | pd.DataFrame) -> pd.DataFrame:

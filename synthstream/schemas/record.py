@@ -62,6 +62,15 @@ class FieldSpec(BaseModel):
     nullable: bool = Field(default=False, description="Whether null/missing is allowed.")
     doc: str | None = Field(default=None, description="Free-form description.")
 
+    @property
+    def continuous(self) -> bool:
+        """A number or timestamp with a numeric or datetime role: measured as a number, not as categories."""
+        return self.role in (FieldRole.NUMERIC, FieldRole.DATETIME) and self.type in (
+            FieldType.LONG,
+            FieldType.DOUBLE,
+            FieldType.TIMESTAMP,
+        )
+
     def to_avro(self) -> dict[str, Any]:
         """Return this field as an Avro record field (role kept as a custom attribute)."""
         avro_type: Any = _AVRO_PRIMITIVE[self.type]
