@@ -402,6 +402,8 @@ def _summary_dict(summary: Any) -> dict[str, Any]:
         "dead_letters_by_reason": dict(counters.by_reason),
         "model_versions": summary.model_versions,
         "synthetic_published": summary.synthetic_published,
+        "sequence_versions": summary.sequence_versions,
+        "sequence_records_published": summary.sequences_published,
         "latency": summary.latency,
         "seconds": round(summary.seconds, 3),
     }

@@ -185,7 +185,40 @@ def sequence_time_found(config: PipelineConfig, schema: RecordSchema, kept: set[
         found = detect_time(frame[cfg.time_field], ftype, name=cfg.time_field, kind=cfg.time_kind, groups=groups)
     except ModelError as exc:
         return None, [*problems, f"sequence.time_field: {exc}"]
+    if len(frame) < 50_000:  # the whole sample was read: its sequence count is exact
+        _warn_few_sequences(config, frame, entity)
     return found, problems
+
+
+def _warn_few_sequences(config: PipelineConfig, frame: Any, entity: str | None) -> None:
+    """Warn when the sample holds fewer sequences than ``sequence.min_sequences`` (nothing would train).
+
+    A warning, not a problem: the live stream may bring more entities than its sample. Five stock
+    symbols with the default ``min_sequences: 20`` once waited forever with no word said.
+    """
+    cfg = config.sequence
+    if cfg.mode == "entities":
+        if entity is None or cfg.period != "none":
+            return
+        held, unit = int(frame[entity].nunique()), f"entities (distinct {entity!r})"
+    else:
+        rows = int(frame[cfg.time_field].notna().sum())
+        held = max(0, (rows - cfg.window_length) // cfg.window_stride + 1) if rows >= cfg.window_length else 0
+        unit = f"windows of {cfg.window_length} events every {cfg.window_stride}"
+    if held >= cfg.min_sequences:
+        return
+    hint = "lower sequence.min_sequences"
+    if cfg.mode == "entities":
+        hint += " (or, for a few long series, use mode: windows)"
+    else:
+        hint += " or sequence.window_length / window_stride"
+    _log.warning(
+        "config.sequence_sample_short",
+        sequences=held,
+        min_sequences=cfg.min_sequences,
+        message=f"the sample holds {held} {unit}, fewer than sequence.min_sequences {cfg.min_sequences}: "
+        f"no sequence model trains until {cfg.min_sequences} are held; {hint}",
+    )
 
 
 def _audit_problems(config: PipelineConfig, schema: RecordSchema, dropped: set[str]) -> list[str]:

@@ -135,6 +135,26 @@ def test_dates_of_birth_by_value_in_a_field_named_dt(form):
         assert red["ts"] == raw["ts"]
 
 
+@pytest.mark.parametrize("grid", ["monthly", "daily", "hourly", "yearly"])
+def test_a_time_axis_spanning_decades_is_not_taken_for_dates_of_birth(grid):
+    """A monthly series from 1967 to 2015 was generalised as dates of birth (it was the time axis)."""
+    start = datetime(1967, 7, 1, tzinfo=UTC)
+    if grid == "monthly":
+        stamps = [datetime(1967 + (6 + k) // 12, (6 + k) % 12 + 1, 1, tzinfo=UTC) for k in range(574)]
+    elif grid == "daily":
+        stamps = [start + timedelta(days=30 * k) for k in range(500)]  # every 30 days, 41 years
+    elif grid == "hourly":
+        stamps = [start + timedelta(days=37 * k, hours=k % 24) for k in range(500)]
+    else:
+        stamps = [datetime(1950 + k, 7, 14, tzinfo=UTC) for k in range(60)]
+    for kind, values in ((FieldType.TIMESTAMP, stamps), (FieldType.STRING, [d.date().isoformat() for d in stamps])):
+        if kind is FieldType.STRING and grid == "hourly":
+            continue  # ISO dates drop the time of day; the other three grids are tested as text too
+        rows = [{"dt": v} for v in values]
+        found = detect_fields(_schema(dt=(kind, FieldRole.DATETIME)), rows, today=TODAY)
+        assert found["dt"].entity is None, (grid, kind, found["dt"].reason)
+
+
 def test_plan_reasons_explain_without_values():
     rng = random.Random(7)
     rows = [

@@ -197,3 +197,37 @@ def test_an_over_shooting_network_does_not_repeat_the_extreme_values(kind: str) 
         if (raw == end).mean() > real_share + 0.01:  # the raw decode piles this extreme up ...
             assert (values == end).mean() <= real_share + 0.003, end  # ... the batch decode does not
     assert (raw == x.max()).mean() > 0.05  # the scenario does over-shoot
+
+
+def test_overlapping_windows_count_each_event_once_for_value_support() -> None:
+    """A value one real event holds must not pass the k-record support by sitting in k windows.
+
+    A yearly single series cut into 20-step windows with a stride of 4 holds every event in up
+    to five windows; the series' largest and smallest values (one event each) and a category one
+    event holds must not come back, as they would if each window's copy were counted.
+    """
+    rng = np.random.default_rng(3)
+    n = 300
+    level = np.round(50 + 30 * np.sin(np.arange(n) / 5.0) + rng.normal(0, 5, n), 1)
+    level[150], level[40] = 190.2, -60.7  # one event each, far outside the rest
+    kind = np.where(rng.random(n) < 0.5, "calm", "busy").astype(object)
+    kind[77] = "storm"  # one event holds this category
+    schema = RecordSchema(
+        name="Yearly",
+        fields=(
+            FieldSpec(name="year", type=FieldType.DOUBLE, role=FieldRole.NUMERIC),
+            FieldSpec(name="level", type=FieldType.DOUBLE, role=FieldRole.NUMERIC),
+            FieldSpec(name="kind", type=FieldType.STRING, role=FieldRole.CATEGORICAL),
+        ),
+    )
+    records = [{"year": float(1700 + i), "level": float(level[i]), "kind": str(kind[i])} for i in range(n)]
+    windows = [records[i : i + 20] for i in range(0, n - 19, 4)]
+    assert sum(any(r["level"] == 190.2 for r in w) for w in windows) >= 5  # the k-fold copies exist
+    model = SequenceGenerator(entity_field=None, time_field="year", epochs=2, seed=4, **SMALL)
+    model.fit_sequences(windows, schema)
+    events = model.sample(3_000, seed=5)
+    levels = np.asarray([e["level"] for e in events], dtype=np.float64)
+    assert levels.max() < 190.2 and levels.min() > -60.7
+    assert levels.max() <= supported_bounds(level, 5)[1]
+    assert "storm" not in {e["kind"] for e in events}
+    assert {round(v, 1) for v in levels.tolist()} == set(levels.tolist())  # 0.1 steps, as the data

@@ -29,6 +29,7 @@ from synthstream.processors.sequences import EntitySequences
 from synthstream.schemas.inference import infer_schema
 from synthstream.schemas.serde import InMemorySchemaStore, JsonRecordSerde
 from synthstream.streams.pipeline import Pipeline
+from synthstream.streams.status import closing_words, run_status
 from tests.helpers import TRANSACTIONS_CSV
 
 FIELDS = ["trans_date_trans_time", "cc_num", "category", "amt", "gender", "is_fraud"]
@@ -110,6 +111,9 @@ async def test_sequence_only_feed_waits_for_the_backlog_ends_itself_and_drains_w
 
     assert summary.sequences_published == FEED
     assert summary.model_versions == [] and pipeline.scheduler is None and pipeline.gate is None
+    # The last log line counts the sequence feed (a sequence-only run once closed with "0 published").
+    assert closing_words(pipeline) == ("info", f"stopped: {FEED} synthetic sequence records published")
+    assert run_status(pipeline).published == FEED
     assert pipeline.publisher is None
     assert config.synthetic_topic not in pipeline.output_topics()
     assert config.topics.drift not in pipeline.output_topics()

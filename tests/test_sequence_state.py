@@ -7,7 +7,9 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from structlog.testing import capture_logs
 
 from synthstream.config import SequenceConfig
 from synthstream.connectors.files import read_table, records_from_frame
@@ -21,9 +23,11 @@ from synthstream.processors.sequences import (
     sliding_windows,
 )
 from synthstream.schemas.inference import infer_schema
+from synthstream.schemas.record import FieldType
 from synthstream.settings import KafkaSettings
 from synthstream.streams.ingest import BatchObserver
 from synthstream.streams.pipeline import Pipeline
+from synthstream.streams.status import run_status
 from tests.helpers import TRANSACTIONS_CSV, pipeline_config
 
 T0 = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
@@ -62,6 +66,19 @@ def test_skipped_records_are_counted_not_silently_lost() -> None:
     c = state.counters
     assert (c.records_seen, c.accepted, c.skipped_no_entity, c.skipped_no_time) == (4, 0, 2, 2)
     assert len(state) == 0
+
+
+async def test_skipped_records_are_a_warning_naming_the_field_and_no_value() -> None:
+    state = EntitySequences("card", "ts", report_every_s=0.001)
+    secret = "Tuesday after the 4242-4242 payment"
+    with capture_logs() as logs:
+        await state.observe([{"card": "x", "ts": secret}, {"card": None, "ts": T0}, _event("y", 1)], [])
+        await state.close()
+    warnings = [e for e in logs if e["event"] == "sequences.skipped"]
+    assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"
+    assert (warnings[0]["skipped_no_time"], warnings[0]["skipped_no_entity"], warnings[0]["accepted"]) == (1, 1, 1)
+    assert "'ts'" in warnings[0]["message"] and "'card'" in warnings[0]["message"]
+    assert secret not in repr(logs) and "4242" not in repr(logs)
 
 
 def test_period_splits_an_entity_into_calendar_days_and_weeks() -> None:
@@ -126,6 +143,10 @@ def test_sliding_windows_are_contiguous_bounded_and_counted() -> None:
         (float("nan"), None),
         (True, None),
         ("yesterday", None),
+        # dated text the sequence model reads too (pandas' per-value parser): a naive time is UTC
+        ("Jan 1 2000", 946_684_800_000_000),
+        ("2010/01/01 01:00", 1_262_307_600_000_000),
+        ("01/02/2020", 1_577_923_200_000_000),  # month first, as pandas reads it
     ],
 )
 def test_event_time_us_reads_the_usual_time_encodings(value: object, expected: int | None) -> None:
@@ -198,3 +219,37 @@ async def test_a_pipeline_with_a_sequence_section_feeds_its_keyed_state(kafka: K
     c = state.counters
     assert c.accepted == len(records) and c.accepted == state.events + c.events_evicted + c.events_dropped
     assert c.entities_evicted > 0
+
+
+async def test_dated_text_feeds_the_state_and_an_unreadable_time_field_shows_in_the_status(
+    kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    """A time written ``Mar 04 2019 10:15`` is read (it once left every record skipped, the feed idle)."""
+    config = pipeline_config(
+        "seqtext",
+        tmp_path,
+        TRANSACTIONS_CSV,
+        sequence={"enabled": True, "entity_field": "cc_num", "time_field": "when"},
+        redaction={"enabled": False},
+    )
+    frame = read_table(TRANSACTIONS_CSV, nrows=500)
+    stamps = pd.to_datetime(frame["trans_date_trans_time"])
+    frame = frame.assign(when=stamps.dt.strftime("%b %d %Y %H:%M")).drop(columns=["trans_date_trans_time"])
+    schema = infer_schema(frame, name="Txn")
+    assert schema.field("when").type is FieldType.TIMESTAMP  # inference reads the dated text as times
+    pipeline = Pipeline(config, kafka, schema, redactor=PassThroughRedactor(), role="all")
+    async with Producer(kafka) as producer:
+        (state,) = [o for o in pipeline._build_observers(producer) if isinstance(o, EntitySequences)]
+    records = frame.to_dict("records")  # the time as the text itself (a string field, a user's producer)
+    assert all(isinstance(r["when"], str) for r in records)
+    await state.observe(records, [])
+    assert state.counters.accepted == len(records)
+    assert run_status(pipeline).activity.startswith("sequences:") is False
+
+    unreadable = frame.assign(when="around lunch")
+    bad = Pipeline(config, kafka, infer_schema(unreadable, name="Txn"), redactor=PassThroughRedactor(), role="all")
+    async with Producer(kafka) as producer:
+        (bad_state,) = [o for o in bad._build_observers(producer) if isinstance(o, EntitySequences)]
+    await bad_state.observe(records_from_frame(unreadable, bad.schema), [])
+    activity = run_status(bad).activity
+    assert activity == "sequences: none of 500 records kept (500 without a readable time in 'when')", activity

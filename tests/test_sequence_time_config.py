@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from synthstream.config import SequenceConfig
 from synthstream.config_check import config_problems, sequence_time_found
@@ -63,3 +64,18 @@ def test_a_malformed_derived_mapping_fails_when_the_config_loads() -> None:
         SequenceConfig.model_validate({**SEQ, "derived": {"age": {"grows_with": "year"}}})
     with pytest.raises(ValidationError, match=r"sequence.derived.hour.*'hours'"):
         SequenceConfig.model_validate({**SEQ, "derived": {"hour": "hours"}})
+
+
+@pytest.mark.parametrize(("min_sequences", "warned"), [(61, True), (60, False)])
+def test_a_sample_with_fewer_sequences_than_min_sequences_is_a_warning(
+    sample: Path, tmp_path: Path, min_sequences: int, warned: bool
+) -> None:
+    config = pipeline_config("p", tmp_path, sample, sequence={**SEQ, "min_sequences": min_sequences})
+    schema = infer_schema_from_file(sample)
+    with capture_logs() as logs:
+        assert config_problems(config, schema) == []  # the live stream may bring more entities
+    short = [e for e in logs if e["event"] == "config.sequence_sample_short"]
+    assert bool(short) == warned
+    if warned:
+        assert short[0]["log_level"] == "warning" and short[0]["sequences"] == 60
+        assert "distinct 'person'" in short[0]["message"] and "min_sequences 61" in short[0]["message"]

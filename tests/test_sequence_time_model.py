@@ -150,6 +150,10 @@ def panel_model(panel: list[dict[str, Any]]) -> SequenceGenerator:
         ([18_000, 18_001, 18_003], FieldType.LONG, "day_index", "daily"),
         (["2020-01-01", "2020-01-02"], FieldType.STRING, "iso", "daily"),
         (["1987", "1989"], FieldType.STRING, "year", "yearly"),
+        # dated text is written back the way the data writes it
+        (["2010/01/01 00:00", "2010/01/01 01:00"], FieldType.STRING, "iso", "hourly"),
+        (["Jan 01 2000", "Feb 01 2000", "Mar 01 2000"], FieldType.STRING, "iso", "monthly"),
+        (["01/30/2020", "01/31/2020"], FieldType.STRING, "iso", "daily"),
     ],
 )
 def test_the_kind_and_grid_of_a_time_field_are_detected_and_values_round_trip(

@@ -98,6 +98,7 @@ from synthstream.models.copula import GaussianCopulaGenerator
 from synthstream.models.encoding import column_frame
 from synthstream.models.guards import DEFAULT_MIN_COUNT, check_min_count
 from synthstream.models.params import check_int
+from synthstream.models.resolution import apply_decimals, learn_decimals
 from synthstream.models.sequence_codecs import (
     DAY_US,
     MONDAY_US,
@@ -607,16 +608,20 @@ class SequenceGenerator:
         bounds = np.flatnonzero(np.diff(group)) + 1
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [len(frame)]))
-        self._fit_codecs(frame, times_us, starts, ends, warm_start)
+        # Overlapping windows hold one event several times: value supports count each event once.
+        distinct = _first_occurrences(frame, times_us) if groups is not None and self.entity_field is None else None
+        self._fit_codecs(frame, times_us, starts, ends, warm_start, distinct)
         self._fit_calendar(frame, times_us, starts, ends)
+        self.decimals_ = learn_decimals(frame, schema)  # a reading of 0.1 stays a reading of 0.1
         self._fit_static(frame.iloc[starts].reset_index(drop=True), static_rng, warm_start)
         side = [s.name for s in schema.fields if self._is_side(s)]
         self._side_model = None
         if side:
             side_schema = RecordSchema(fields=tuple(schema.field(n) for n in side))
+            side_frame = frame[side] if distinct is None else frame.loc[distinct, side]
             self._side_model = GaussianCopulaGenerator(
                 seed=int(side_rng.integers(2**62)), min_count=self.min_count
-            ).fit(frame[side], side_schema)
+            ).fit(side_frame, side_schema)
         prepared = self._prepare(frame, times_us, starts, ends, enc_rng)
         epochs = self.warm_start_epochs if warm_start is not None else self.epochs
         torch_seed = int(np.random.SeedSequence(self.seed).generate_state(1)[0])
@@ -720,21 +725,30 @@ class SequenceGenerator:
         starts: IntArray,
         ends: IntArray,
         warm: SequenceGenerator | None,
+        distinct: NDArray[np.bool_] | None = None,
     ) -> None:
+        """Value codecs, trends, the gap codec and the arrival model.
+
+        ``distinct`` (overlapping windows) marks each event's first copy: the codecs and the gap
+        codec are fitted on those only, so a value one event holds is not counted once per window
+        that contains it (a sunspot maximum held by one year sat in five 22-year windows with a
+        stride of 4, passed the 5-record support and came back exactly).
+        """
         previous = dict(zip([s.name for s in warm._specs], warm._codecs, strict=True)) if warm else {}
         previous_layout = {f.name: f for f in warm._layout} if warm else {}
         codecs: list[NumericCodec | CategoricalCodec] = []
         layout: list[FieldLayout] = []
         self._trends = self._fit_trends(frame, times_us)
+        once = np.ones(len(frame), dtype=bool) if distinct is None else distinct
         for spec in self._specs:
             column = frame[spec.name]
             codec, fl = self._codec_for(spec, bool(column.isna().any()), previous.get(spec.name))
             if isinstance(codec, NumericCodec):
-                codec.fit(self._detrend(_numeric_values(column, spec), spec.name, times_us))
+                codec.fit(self._detrend(_numeric_values(column, spec), spec.name, times_us)[once])
                 if spec.name in previous_layout:
                     fl = previous_layout[spec.name]
             elif fl is None:
-                codec.fit(column.tolist(), include_null=spec.nullable)
+                codec.fit(column[once].tolist(), include_null=spec.nullable)
                 fl = FieldLayout(spec.name, "categorical", n_categories=codec.size)
             codecs.append(codec)
             layout.append(fl)
@@ -742,6 +756,9 @@ class SequenceGenerator:
         deltas = np.diff(times_us).astype(np.float64) / US
         within = np.ones(len(times_us), dtype=bool)
         within[starts] = False
+        if distinct is not None and within.any():  # a gap once per event it ends, not once per window
+            rows = np.flatnonzero(within)
+            within[rows] = _first_occurrences(frame.iloc[rows], times_us[rows])
         delta_values = deltas[within[1:]] if len(times_us) > 1 else np.zeros(0)
         self._delta_codec = NumericCodec("delta", n_quantiles=self.n_quantiles, min_count=self.min_count).fit(
             delta_values if delta_values.size else np.zeros(1)
@@ -1326,6 +1343,7 @@ class SequenceGenerator:
         if self._derived_rules:
             types = {s.name: s.type for s in self._schema.fields}
             apply_derived(self._derived_rules, columns, times_flat, owner_flat, types)
+        apply_decimals(columns, getattr(self, "decimals_", {}))  # models pickled before: unrounded
         names = [f for f in self._schema.field_names if f in columns]
         rows = [dict(zip(names, row, strict=True)) for row in zip(*(columns[f] for f in names), strict=True)]
         out: list[SyntheticSequence] = []
@@ -1477,6 +1495,18 @@ def _trimmed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Cut the padded time axis to the longest chunk in the batch."""
     steps = int(batch["valid"].sum(dim=1).max())
     return {k: (v if k == "static" else v[:, :steps]) for k, v in batch.items()}
+
+
+def _first_occurrences(frame: pd.DataFrame, times_us: IntArray) -> NDArray[np.bool_]:
+    """True at the first row of each distinct event (event time and every field's value).
+
+    Two real events with the same time and values count once: an undercount, which only makes the
+    value supports stricter.
+    """
+    values = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    key = pd.DataFrame({"values": values, "time": np.asarray(times_us)})
+    first: NDArray[np.bool_] = ~key.duplicated(keep="first").to_numpy()
+    return first
 
 
 def _kept_rows(same_owner: NDArray[np.bool_], *outputs: NDArray[Any]) -> NDArray[np.bool_]:

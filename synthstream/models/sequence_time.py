@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 
 from synthstream.errors import ModelError
 from synthstream.schemas.record import FieldType
+from synthstream.schemas.time_text import written_format
 
 __all__ = [
     "COMPONENTS",
@@ -363,11 +364,14 @@ def _string_kind(series: pd.Series) -> tuple[str, str | None]:
         return "iso", "%Y-%m-%d"
     if len(sample) and bool(sample.str.fullmatch(r"\d{4}-\d{2}").all()):
         return "iso", "%Y-%m"
+    written = written_format(sample)
+    if written is not None:
+        return "iso", written
     sep = "T" if bool(sample.str.contains("T").any()) else " "
     fmt = f"%Y-%m-%d{sep}%H:%M:%S"
     if bool(sample.str.contains(r"\.\d+").any()):
         fmt += ".%f"
-    if bool(sample.str.contains(r"(Z|[+-]\d{2}:?\d{2})$").any()):
+    if bool(sample.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$").any()):
         fmt += "%z"
     return "iso", fmt
 

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from synthstream.config import SequenceConfig
 from synthstream.log import get_logger
+from synthstream.schemas.time_text import parse_time_text
 
 __all__ = [
     "EntitySequences",
@@ -78,7 +79,9 @@ def event_time_us(value: Any) -> int | None:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            return None
+            # dated text the sequence model reads too (schemas/time_text.py): Jan 1 2000, 2010/01/01 00:00
+            written = parse_time_text(text)
+            return None if written is None else event_time_us(written)
         return event_time_us(parsed)
     return None
 
@@ -114,10 +117,17 @@ class _Entity:
 
 
 class _Reporter:
-    """Logs counters when they changed, at most every ``every_s`` seconds."""
+    """Logs counters when they changed, at most every ``every_s`` seconds.
 
-    def __init__(self, name: str, every_s: float) -> None:
+    Records skipped since the last report (no readable time, no entity) are also logged as a
+    ``sequences.skipped`` warning naming the field and why, never a value: a time field written
+    in a way nothing reads would otherwise leave the sequence feed idle with only an info line.
+    """
+
+    def __init__(self, name: str, every_s: float, time_field: str, entity_field: str | None = None) -> None:
         self.every_s = every_s
+        self.time_field = time_field
+        self.entity_field = entity_field
         self._last_at = time.monotonic()
         self._last: dict[str, int] = {}
         self._log = get_logger(name)
@@ -127,8 +137,27 @@ class _Reporter:
         current = counters.as_dict()
         if not force and (now - self._last_at < self.every_s or current == self._last):
             return False
-        self._last_at, self._last = now, current
+        before, self._last_at, self._last = self._last, now, current
         self._log.info("sequences.state", **current, **extra)
+        no_time = current["skipped_no_time"] - before.get("skipped_no_time", 0)
+        no_entity = current["skipped_no_entity"] - before.get("skipped_no_entity", 0)
+        if no_time or no_entity:
+            reasons = []
+            if no_time:
+                reasons.append(
+                    f"{no_time} without a readable time in {self.time_field!r} (null, or not a timestamp, "
+                    "ISO or dated text, or a number)"
+                )
+            if no_entity:
+                reasons.append(f"{no_entity} without a value in the entity field {self.entity_field!r}")
+            self._log.warning(
+                "sequences.skipped",
+                skipped_no_time=no_time,
+                skipped_no_entity=no_entity,
+                records_seen=current["records_seen"],
+                accepted=current["accepted"],
+                message=f"records left out of the sequences: {'; '.join(reasons)}",
+            )
         return True
 
 
@@ -176,7 +205,7 @@ class EntitySequences:
         self._entities: OrderedDict[Hashable, _Entity] = OrderedDict()
         self._events = 0
         self._lock = threading.Lock()
-        self._reporter = _Reporter("processors.sequences", report_every_s)
+        self._reporter = _Reporter("processors.sequences", report_every_s, time_field, entity_field)
         self._bucket = {"none": _no_bucket, "day": _day_bucket, "week": _week_bucket}[period]
 
     def __repr__(self) -> str:
@@ -351,7 +380,7 @@ class SlidingWindows:
         self._last_time: int | None = None
         self._since_window = 0
         self._lock = threading.Lock()
-        self._reporter = _Reporter("processors.sequences", report_every_s)
+        self._reporter = _Reporter("processors.sequences", report_every_s, time_field)
 
     def __repr__(self) -> str:
         return (

@@ -23,6 +23,7 @@ from pandas.api import types as ptypes
 from synthstream.connectors.files import column_key, parse_timestamps, read_table
 from synthstream.errors import SchemaError
 from synthstream.schemas.record import FieldRole, FieldSpec, FieldType, RecordSchema
+from synthstream.schemas.time_text import written_format
 
 #: Share of non-null sampled strings that must parse as ISO-like datetimes for a timestamp field.
 TIMESTAMP_SHARE = 0.95
@@ -208,9 +209,16 @@ def _object_type(non_null: pd.Series) -> tuple[FieldType, bool]:
 
 
 def _timestamp_share(strings: pd.Series) -> float:
-    """Share of the strings that look ISO-like *and* parse as a date-time."""
+    """Share of the strings that look ISO-like *and* parse as a date-time.
+
+    Dated text in one other pattern (``Jan 1 2000``, ``2010/01/01 00:00``, ``01/31/2020``;
+    :mod:`synthstream.schemas.time_text`) counts too when that pattern reads the share: such a
+    column was free text before, scanned by NER, which replaced 94 % of an hourly series' times.
+    """
     iso_like = strings.str.strip().str.match(_ISO_LIKE)
     if iso_like.mean() < TIMESTAMP_SHARE:
+        if written_format(strings, TIMESTAMP_SHARE) is not None:
+            return float(parse_timestamps(strings.str.strip()).notna().mean())
         return float(iso_like.mean())
     parsed = parse_timestamps(strings.str.strip().where(iso_like, None))
     return float(parsed.notna().mean())

@@ -53,7 +53,7 @@ def run_status(pipeline: Pipeline) -> RunStatus:
         dead_letters=summary.counters.dead_letters,
         versions=len(summary.model_versions),
         promoted=promoted,
-        published=summary.synthetic_published,
+        published=summary.synthetic_published + summary.sequences_published,
         activity=_activity(pipeline, promoted),
     )
 
@@ -64,6 +64,9 @@ def _activity(pipeline: Pipeline, promoted: int | None) -> str:
     if away > 0:
         limit = monitor.settings.unavailable_timeout_s
         return f"broker unavailable for {away:.0f} s, retrying (gives up after {limit:g} s)"
+    unread = _sequences_unread(pipeline)
+    if unread is not None:
+        return unread
     scheduler = pipeline.scheduler
     if scheduler is not None:
         if scheduler.exhausted is not None:
@@ -84,6 +87,9 @@ def _activity(pipeline: Pipeline, promoted: int | None) -> str:
             return f"waiting: version {version} rejected ({short}), retrying {scheduler.retry_hint()}"
         if promoted is None and pipeline.trains and scheduler.versions_trained == 0 and scheduler.fits_failed == 0:
             return scheduler.first_fit_hint()
+    waiting = _sequences_waiting(pipeline)
+    if waiting is not None:
+        return waiting
     if pipeline.publisher is not None and promoted is None:
         return "waiting for a promoted model version"
     if pipeline.consumes and not pipeline.consuming.is_set():
@@ -93,6 +99,33 @@ def _activity(pipeline: Pipeline, promoted: int | None) -> str:
     if pipeline.stage is not None and pipeline.stage.idle_seconds() > 1.0:
         return "caught up, waiting for records"
     return "consuming"
+
+
+def _sequences_unread(pipeline: Pipeline) -> str | None:
+    """The phrase for a sequence state that has seen records and kept none of them, else None."""
+    state = pipeline.sequence_state
+    if state is None:
+        return None
+    c = state.counters
+    if c.records_seen == 0 or c.accepted > 0:
+        return None
+    parts = []
+    if c.skipped_no_time:
+        parts.append(f"{c.skipped_no_time:,} without a readable time in {state.time_field!r}")
+    if c.skipped_no_entity:
+        parts.append(f"{c.skipped_no_entity:,} without an entity in {getattr(state, 'entity_field', None)!r}")
+    return f"sequences: none of {c.records_seen:,} records kept ({', '.join(parts) or 'see sequences.state'})"
+
+
+def _sequences_waiting(pipeline: Pipeline) -> str | None:
+    """The phrase for a sequence model that cannot train yet: too few sequences held."""
+    scheduler, state = pipeline.sequence_scheduler, pipeline.sequence_state
+    if scheduler is None or state is None or scheduler.versions_trained or scheduler.busy:
+        return None
+    held, needed = len(state), scheduler.config.min_sequences
+    if held >= needed:
+        return None
+    return f"sequences: waiting for {needed:,} sequences ({held:,} held; lower sequence.min_sequences for fewer)"
 
 
 def closing_words(pipeline: Pipeline) -> tuple[str, str]:
@@ -105,6 +138,15 @@ def closing_words(pipeline: Pipeline) -> tuple[str, str]:
     publisher = pipeline.publisher
     published = publisher.published if publisher is not None else 0
     scheduler = pipeline.scheduler
+    sequences = pipeline.sequence_publisher
+    if sequences is not None:  # the sequence feed is said too (a sequence-only run once said "0 published")
+        feed = f"{sequences.published} synthetic sequence records published"
+        if publisher is None and scheduler is None:  # a sequence-only run
+            if sequences.published == 0:
+                return "warning", f"stopped: {feed}: {_sequence_shortfall(pipeline)}"
+            return "info", f"stopped: {feed}"
+        if published > 0 and sequences.published > 0:
+            return "info", f"stopped: {published} synthetic records and {feed}"
     if published > 0 or (publisher is None and scheduler is None):
         return "info", f"stopped: {published} synthetic records published"
     current = pipeline.registry.current()
@@ -132,10 +174,24 @@ def closing_words(pipeline: Pipeline) -> tuple[str, str]:
     return "warning", f"stopped: {nothing}: no fit yet ({scheduler.first_fit_hint()})"
 
 
+def _sequence_shortfall(pipeline: Pipeline) -> str:
+    """Why a sequence-only run published nothing (names and counts only)."""
+    unread = _sequences_unread(pipeline) or _sequences_waiting(pipeline)
+    if unread is not None:
+        return unread
+    scheduler = pipeline.sequence_scheduler
+    if scheduler is not None and scheduler.fits_failed and not scheduler.versions_trained:
+        return f"{scheduler.fits_failed} sequence fit(s) failed and none succeeded"
+    if scheduler is not None and not scheduler.versions_trained:
+        return "no sequence model was trained yet"
+    return "no sequence version was published"
+
+
 def closing_log(pipeline: Pipeline) -> None:
     """Log :func:`closing_words` as ``pipeline.stopped`` (with the published count)."""
     level, message = closing_words(pipeline)
     published = pipeline.publisher.published if pipeline.publisher is not None else 0
+    sequences = pipeline.sequence_publisher.published if pipeline.sequence_publisher is not None else 0
     log = get_logger("pipeline", stream=pipeline.config.stream, role=pipeline.role)
     emit = log.warning if level == "warning" else log.info
-    emit("pipeline.stopped", published=published, message=message)
+    emit("pipeline.stopped", published=published, sequence_records_published=sequences, message=message)

@@ -209,6 +209,55 @@ def _birth_like(years: Sequence[int], today: date) -> tuple[bool, str]:
     return ok, f"{decades} decades of plausible birth years (90% of the years span {high - low} years)"
 
 
+def _as_datetime(value: Any) -> datetime | None:
+    """A sampled date value as a naive datetime (a date at midnight), or None."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if _ISO_DATE.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+        except ValueError:
+            return None
+    m = _DMY_DATE.fullmatch(text)
+    if m is None:
+        return None
+    try:
+        return datetime(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+    except ValueError:
+        return None
+
+
+def _calendar_grid(values: Sequence[Any], min_dates: int = 20) -> str | None:
+    """Why sampled dates are event times on a calendar grid rather than dates of birth, or None.
+
+    A monthly economic series from 1967 to 2015 spans five decades of "plausible birth years" and
+    was generalised as dates of birth, although it was the stream's time axis. Birth dates fall at
+    midnight on every day of the month at uneven gaps; event times carry a time of day, sit on
+    one or two days of the month (monthly, yearly grids), or are evenly spaced (daily, weekly).
+    """
+    stamps = [d for d in (_as_datetime(v) for v in values) if d is not None]
+    if len(stamps) < min_dates:
+        return None
+    timed = sum(1 for d in stamps if (d.hour, d.minute, d.second, d.microsecond) != (0, 0, 0, 0)) / len(stamps)
+    if timed > 0.05:
+        return f"{_pct(timed)} carry a time of day"
+    days = {d.day for d in stamps}
+    if len(days) <= 2:
+        return f"all on {len(days)} day(s) of the month"
+    distinct = sorted({d.date() for d in stamps})
+    if len(distinct) >= min_dates:
+        gaps = Counter((b - a).days for a, b in itertools.pairwise(distinct))
+        modal, count = gaps.most_common(1)[0]
+        if count / (len(distinct) - 1) >= 0.8:
+            return f"evenly spaced every {modal} day(s)"
+    return None
+
+
 def _increasing_share(numbers: Sequence[int]) -> float:
     if len(numbers) < 3:
         return 0.0
@@ -330,7 +379,7 @@ def _detect_one(
     years = [y for y in (_year_of(v) for v in values) if y is not None]
     if n and spec.type in (FieldType.STRING, FieldType.TIMESTAMP) and len(years) / n >= min_share:
         birth, detail = _birth_like(years, today)
-        if birth:
+        if birth and _calendar_grid(values) is None:
             return FieldDetection(
                 name,
                 Entity.DATE_OF_BIRTH.value,
