@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,7 +339,13 @@ async def _status_line(pipeline: Pipeline, *, enabled: bool, interval_s: float =
     or logs are JSON, so files and log collectors get plain lines only.
     """
     if not enabled:
-        yield
+        task = asyncio.create_task(_status_log(pipeline), name="status-log")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         return
     from rich.live import Live
     from rich.text import Text
@@ -367,6 +375,39 @@ async def _status_line(pipeline: Pipeline, *, enabled: bool, interval_s: float =
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def _status_log(
+    pipeline: Pipeline, *, check_s: float = 5.0, quiet_s: float = 30.0, heartbeat_s: float = 300.0
+) -> None:
+    """Without a terminal status line, the status as ``pipeline.status`` log lines.
+
+    A line when the activity changes (numbers aside, at most every ``quiet_s``) and at least every
+    ``heartbeat_s``: a run in a container or under a log collector once waited minutes for a control
+    set it could not reach with no line said.
+    """
+    log = get_logger("pipeline", stream=pipeline.config.stream, role=pipeline.role)
+    last_kind, last_at = None, 0.0
+    while True:
+        await asyncio.sleep(check_s)
+        try:
+            status = pipeline.status()
+        except Exception as exc:  # a status read must never end the run
+            log.debug("pipeline.status_unavailable", error=type(exc).__name__)
+            continue
+        kind = re.sub(r"\d[\d,.]*", "#", status.activity)
+        now = time.monotonic()
+        if (kind != last_kind and now - last_at >= quiet_s) or now - last_at >= heartbeat_s:
+            last_kind, last_at = kind, now
+            log.info(
+                "pipeline.status",
+                records_in=status.records_in,
+                dead_letters=status.dead_letters,
+                versions=status.versions,
+                promoted=status.promoted,
+                published=status.published,
+                activity=status.activity,
+            )
 
 
 def load_source_schema(
@@ -583,7 +624,7 @@ def init(
     ] = None,
 ) -> None:
     """Write a working, commented pipeline file for a sample: fields, roles, redaction plan and why, drift."""
-    from synthstream.config_init import write_pipeline
+    from synthstream.config_init import FEW_ROWS, small_holdout_share, write_pipeline
 
     configure_logging(level="WARNING")
     with operator_errors(output):
@@ -602,6 +643,15 @@ def init(
         soft_wrap=True,
         highlight=False,
     )
+    if result.rows < FEW_ROWS:
+        share = small_holdout_share(result.rows)
+        err.print(
+            f"note: the sample has {result.rows} rows: {round(100 * share)}% are held out for the audit, so the "
+            f"model learns from about {round(result.rows * (1 - share))}; a value fewer than 5 records hold is "
+            "never generated and the audit's risk intervals are wide. More rows give a better model.",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:

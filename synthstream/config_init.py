@@ -321,6 +321,10 @@ def draft_pipeline(
 _MIN_HOLDOUT, _HOLDOUT_SHARE = 200, 0.2
 #: The held-out share a sample too small for the defaults gets.
 _SMALL_HOLDOUT_SHARE = 0.3
+#: Control records a tiny sample's share aims at (the audit's own floor is ``_LEAST_HOLDOUT``).
+_SMALL_CONTROL, _LEAST_HOLDOUT = 15, 10
+#: Below this many rows ``init`` says the sample is small (a weak model, a coarse audit).
+FEW_ROWS = 100
 
 
 def _small_sample_holdout(rows: int) -> list[str]:
@@ -331,13 +335,23 @@ def _small_sample_holdout(rows: int) -> list[str]:
     """
     if rows * _HOLDOUT_SHARE >= _MIN_HOLDOUT:
         return []
-    expected = rows * _SMALL_HOLDOUT_SHARE
-    floor = max(10, int(0.7 * expected))  # the split is a coin flip per record: leave room below the mean
+    share = small_holdout_share(rows)
+    expected = rows * share
+    floor = max(_LEAST_HOLDOUT, int(0.7 * expected))  # the split is a coin flip per record: room below the mean
     return [
-        f"  holdout_share: {_SMALL_HOLDOUT_SHARE}           # a small sample: 30% of records are the control set",
+        f"  holdout_share: {share}           # a small sample: {round(100 * share)}% of records are the control set",
         f"  min_holdout: {floor}             # audit from this many control records (default 200; fewer"
         " give wider risk intervals)",
     ]
+
+
+def small_holdout_share(rows: int) -> float:
+    """The control share of a sample too small for the defaults: 30 %, more when that is under 15 records.
+
+    The audit's floor is 10 control records (``audit.min_holdout``); 30 % of a 32-row table is 9.6,
+    so half the time the first fit would never start. At most half the records are held out.
+    """
+    return round(min(0.5, max(_SMALL_HOLDOUT_SHARE, _SMALL_CONTROL / max(rows, 1))), 2)
 
 
 def write_pipeline(

@@ -74,6 +74,12 @@ def test_a_small_sample_gets_a_control_set_the_audit_can_reach(tmp_path: Path) -
     audit = load_pipeline_config(output).audit
     # 20 % of 344 is 69 control records, under the 200 the audit waits for: no fit would ever start.
     assert audit.holdout_share == 0.3 and audit.min_holdout <= 0.75 * 0.3 * 344
+    # 30 % of a 32-row table is 9.6, under the audit's floor of 10: half the runs would never train.
+    pd.read_csv(sample_path()).head(32).to_csv(sample, index=False)
+    tiny, _ = draft_pipeline(sample, topic="src", stream="s1", output=output)
+    output.write_text(tiny)
+    audit = load_pipeline_config(output).audit
+    assert audit.holdout_share == 0.47 and audit.min_holdout == 10 and 32 * 0.47 >= 1.4 * 10
     large, _ = draft_pipeline(sample_path(), topic="src", stream="s1", output=output)
     output.write_text(large)
     audit = load_pipeline_config(output).audit
