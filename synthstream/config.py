@@ -761,6 +761,11 @@ class NeuralModelConfig(_Strict):
         description="Optimizer steps a cold fit runs at least (more epochs on small tables, where 30 epochs are "
         "a few dozen steps). 0 = exactly `epochs`.",
     )
+    max_epochs: int = Field(
+        default=100,
+        ge=1,
+        description="Most passes over the data the min_steps raise may reach (more memorise a small table).",
+    )
     warm_start: bool = Field(default=True, description="Continue from the promoted neural version when compatible.")
     warm_start_epochs: int = Field(default=10, ge=1, description="Epochs of a warm-start fit.")
     batch_size: int = Field(default=512, ge=1, description="Rows per optimiser step (non-DP).")

@@ -90,11 +90,14 @@ def test_timestamps_and_decimals_come_back_at_the_resolution_the_data_has() -> N
             "exact": start + pd.to_timedelta(rng.integers(0, 10**12, 1_500), unit="us"),
             "delay": rng.normal(0, 10, 1_500),
             "bill_mm": np.round(rng.normal(44.0, 5.0, 1_500), 1),
+            # float32 artefacts (HMDA's 3.200000047683716): rounding would give values the data never holds
+            "rate": rng.choice(np.asarray([3.2, 3.9, 4.3, 10.6], dtype=np.float32), 1_500).astype(np.float64),
         }
     )
     schema = infer_schema(frame)
     assert learn_resolution(frame, schema) == {"time_hour": 3_600_000_000, "day": 86_400_000_000}
-    assert learn_decimals(frame, schema) == {"bill_mm": 1}  # "delay" has full precision: left as generated
+    # "delay" has full precision and "rate" no exact decimal places: both left as generated
+    assert learn_decimals(frame, schema) == {"bill_mm": 1}
     for model in (
         GaussianCopulaGenerator(seed=1),
         NeuralGenerator(seed=1, epochs=1, min_steps=0, device="cpu"),

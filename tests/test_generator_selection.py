@@ -106,9 +106,10 @@ def test_the_neural_model_keeps_strong_numeric_correlations_on_a_small_table() -
     for a, b in (("a", "b"), ("a", "c"), ("b", "c")):
         real, syn = _corr(frame, a, b, "spearman"), _corr(synthetic, a, b, "spearman")
         assert abs(real - syn) <= 0.06, (a, b, real, syn)
-    # At least min_steps optimizer steps (the old fixed 30 epochs were 120 here); fewer bins than the
-    # 64 a large table gets (>= 100 rows a bin).
-    assert len(model.history_) * np.ceil(1_600 / model.batch_size) >= model.min_steps
+    # min_steps optimizer steps, up to max_epochs passes (the old fixed 30 epochs were 120 steps here,
+    # now 100 passes of 4 steps); fewer bins than the 64 a large table gets (>= 100 rows a bin).
+    per_epoch = np.ceil(1_600 / model.batch_size)
+    assert len(model.history_) == min(np.ceil(model.min_steps / per_epoch), model.max_epochs) == 100
     assert model.bins_for(1_600) == 16 and model.bins_for(100_000) == 64
 
 

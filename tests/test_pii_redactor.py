@@ -140,3 +140,26 @@ def test_free_text_fields_go_through_ner(transactions):
     assert hidden >= 85, f"only {hidden}/100 surnames redacted"
     counted = {(f, e) for f, e, _, _ in redactor.drain_findings()}
     assert ("job", "PERSON") in counted and ("job", "EMAIL_ADDRESS") in counted
+
+
+def test_the_automatic_operator_fits_the_field_type_and_a_config_choice_is_checked_as_set():
+    """A double `birth_year` (19.0, 41.9) took `generalize: year` and init wrote a file its own check refused."""
+    from synthstream.schemas.record import FieldSpec, RecordSchema
+
+    schema = RecordSchema(
+        name="People",
+        fields=(
+            FieldSpec(name="birth_year", type=FieldType.DOUBLE, role=FieldRole.NUMERIC),
+            FieldSpec(name="height", type=FieldType.LONG, role=FieldRole.NUMERIC),
+        ),
+    )
+    rows = [{"birth_year": 19.0 + i * 0.7, "height": 150 + i} for i in range(60)]
+    plan = build_plan(schema, rows)
+    (year,) = [p for p in plan.fields if p.field == "birth_year"]
+    assert (year.entity, year.operator, year.generalize) == ("DATE_OF_BIRTH", "generalize", "band")
+    assert "does not fit a double" in year.reason
+    out = PiiRedactor(schema, plan).process(rows)
+    assert {r["birth_year"] for r in out} <= {10.0, 20.0, 30.0, 40.0, 50.0, 60.0}
+    set_in_config = {"birth_year": FieldOverride(redact="generalize", generalize="year")}
+    with pytest.raises(ConfigError, match="generalize: year needs a field of type"):
+        PiiRedactor(schema, build_plan(schema, rows, set_in_config))

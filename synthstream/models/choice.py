@@ -141,6 +141,7 @@ def generator_options(
         return {
             "epochs": neural.epochs,
             "min_steps": neural.min_steps,
+            "max_epochs": neural.max_epochs,
             "warm_start_epochs": neural.warm_start_epochs,
             "batch_size": neural.batch_size,
             "learning_rate": neural.learning_rate,

@@ -133,7 +133,7 @@ class NeuralGenerator:
         labels: Mapping[str, Sequence[str]] | None = None,
         min_count: int = DEFAULT_MIN_COUNT,
         min_steps: int = 500,
-        max_epochs: int = 1_000,
+        max_epochs: int = 100,
         validation_share: float = 0.0,
         patience: int = 4,
     ) -> None:
@@ -362,6 +362,10 @@ class NeuralGenerator:
         0.89 rank correlation into 0.75; 500 steps kept 0.87 (and Adult-4k accuracy 0.976 -> 0.978).
         Validation early stopping (``validation_share`` > 0) was measured worse: its best checkpoint
         came in the one-cycle schedule's high-rate phase, before the annealing that helps most.
+        The raise stops at ``max_epochs`` passes over the data: a table smaller than one batch got
+        500 full passes and memorised it (distance-to-closest-record share vs a holdout, 500 -> 100
+        epochs: palmerpenguins 240 rows 0.727 -> 0.571, carData Salaries 277 rows 0.686 -> 0.639,
+        HMDA 1,523 rows 0.546 -> 0.518 at the same TSTR 0.687 and SDMetrics quality).
         """
         per_epoch = max(1, math.ceil(rows / self.batch_size))
         return max(1, min(max(epochs, math.ceil(self.min_steps / per_epoch)), max(epochs, self.max_epochs)))

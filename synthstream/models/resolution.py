@@ -74,7 +74,13 @@ def apply_resolution(columns: dict[str, list[Any]], steps: dict[str, int]) -> di
 
 
 def learn_decimals(frame: pd.DataFrame, schema: RecordSchema) -> dict[str, int]:
-    """``{double field: decimal places}`` for the fields whose values have at most that many."""
+    """``{double field: decimal places}`` for the fields whose values have at most that many.
+
+    A value counts only when rounding gives back exactly the value the data holds: HMDA's
+    unemployment rates are float32 artefacts (``3.200000047683716``), and rounding the synthetic
+    ones to ``3.2`` made every one of them a value the data never holds (the accuracy metric's
+    exact match fell from 0.966 to 0.930). Such a field is left as generated.
+    """
     places: dict[str, int] = {}
     for spec in schema.fields:
         if spec.type is not FieldType.DOUBLE or spec.role is not FieldRole.NUMERIC or spec.name not in frame:
@@ -84,8 +90,7 @@ def learn_decimals(frame: pd.DataFrame, schema: RecordSchema) -> dict[str, int]:
         if values.size == 0:
             continue
         for d in range(MAX_DECIMALS + 1):
-            scaled = values * 10.0**d
-            if float(np.mean(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)))) >= MIN_SHARE:
+            if float(np.mean(np.round(values, d) == values)) >= MIN_SHARE:
                 places[spec.name] = d
                 break
     return places

@@ -118,8 +118,21 @@ def build_plan(
         kind = (override.generalize if override else None) or (
             _DEFAULT_GENERALIZE.get(entity or "", "year") if operator == "generalize" else None
         )
+        chosen = not (override and (override.redact != "auto" or override.generalize))
+        if chosen and operator_problem(operator, spec.type, kind) is not None:
+            # The automatic choice must fit the field's type (a `birth_year` of 19.0 cannot take a
+            # year generalisation); an operator set in the config is checked, and refused, as set.
+            operator, kind, reason = _type_fallback(spec.type, operator, kind, reason)
         plans.append(FieldPlan(spec.name, entity, operator, source, kind, reason))
     return RedactionPlan(schema.fingerprint(), tuple(plans))
+
+
+def _type_fallback(ftype: FieldType, operator: str, kind: str | None, reason: str) -> tuple[str, str | None, str]:
+    """An operator the field's type takes, instead of the automatic one it does not: bands for numbers, else fake."""
+    what = f"generalize: {kind}" if operator == "generalize" else operator
+    if operator_problem("generalize", ftype, "band") is None:
+        return "generalize", "band", f"{reason}; {what} does not fit a {ftype.value}: bands of 10 instead"
+    return "fake", None, f"{reason}; {what} does not fit a {ftype.value}: faked instead"
 
 
 def cached_plan(
