@@ -479,10 +479,11 @@ class RetrainScheduler(BackgroundFits):
 
         On a small table the neural model's passes over the data decide how close it sits to its
         training rows: palmerpenguins (240 rows) failed linkability (0.325 > 0.10) at 100 passes
-        and passed at 30, as carData Salaries (277 rows) came within 0.04 of the ceiling. So when a
-        neural version was rejected for a risk over its ceiling (not a quality floor) and no
-        runner-up is left, the same records are refitted at once with at most a third of the passes
-        (at least :data:`SMOOTHER_MIN_EPOCHS`), and again after that, while the passes still drop.
+        and passed at 30; carData Salaries (397 rows) failed at 100 (0.136) and was published at 33.
+        So when a neural version was rejected only for risks over their ceilings (no quality floor
+        missed: fewer passes would miss it further) and no runner-up is left, the same records are
+        refitted at once with at most a third of the passes (at least :data:`SMOOTHER_MIN_EPOCHS`),
+        and again after that, while the passes still drop.
         """
         passes, self._smoother_from = self._smoother_from, None
         if passes is None:
@@ -819,7 +820,9 @@ class RetrainScheduler(BackgroundFits):
                 )
                 primary = retry.primary if retry is not None and retry.generator is not None else None
                 self.retry = self._plan_retry(version.version, choice.name, runner_up_allowed, choice.dp, primary)
-                if choice.name == "neural" and not choice.dp and any("> ceiling" in r for r in decision.reasons):
+                risks = [r for r in decision.reasons if "> ceiling" in r]
+                if choice.name == "neural" and not choice.dp and risks and len(risks) == len(decision.reasons):
+                    # only risks: fewer passes lower them; a quality floor missed too would only be missed more
                     self._smoother_from = len(getattr(model, "history_", [])) or None
                 if self.retry.generator is None:
                     self.retry = self._smoother_plan(version.version, self.retry.primary) or self.retry
