@@ -1319,8 +1319,11 @@ class SequenceGenerator:
         for spec, codec in zip(self._specs, self._codecs, strict=True):
             if isinstance(codec, NumericCodec):
                 values, nulls = codec.decode_with_nulls(z[:, k_num], miss[:, k_num], rng, owner_flat)
+                places = getattr(self, "decimals_", {}).get(spec.name)
                 if spec.name in self._trends:
                     values = values + self._trends[spec.name].predict(self._time.position(times_flat))
+                elif places is not None:
+                    values = _round_inward(values, places, codec.low, codec.high)
                 column = _numeric_out(values, nulls, spec)
                 kept = _kept_rows(same_owner, z[:, k_num], miss[:, k_num])
                 k_num += 1
@@ -1562,6 +1565,23 @@ def _numeric_values(column: pd.Series, spec: FieldSpec) -> FloatArray:
     except (ValueError, TypeError):
         raise ModelError(f"field {spec.name!r} ({spec.type.value}) holds non-numeric values") from None
     return values
+
+
+def _round_inward(values: FloatArray, places: int, low: float, high: float) -> FloatArray:
+    """``values`` rounded to ``places`` decimals, those within a step of a clip bound rounded away from it.
+
+    The bounds are real order statistics and the codec spreads its tails as a ramp so no one of
+    them piles up; plain rounding put that ramp's first half-step back on the bound (ggplot2
+    economics: a median unemployment duration of 4.2 weeks, held by 2 real months, came back in 11
+    of 600 rows). A value exactly on a bound stays there.
+    """
+    scale = 10.0**places
+    out: FloatArray = np.round(values, places)
+    up = (out <= low) & (values > low)
+    down = (out >= high) & (values < high)
+    out = np.where(up, np.ceil(values * scale) / scale, out)
+    out = np.where(down, np.floor(values * scale) / scale, out)
+    return np.round(out, places)
 
 
 def _numeric_out(values: FloatArray, missing: NDArray[np.bool_], spec: FieldSpec) -> list[Any]:
