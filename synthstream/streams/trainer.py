@@ -585,6 +585,8 @@ class RetrainScheduler(BackgroundFits):
         choice = choose_generator(config, self.schema, rows=rows, stats=self.stats)
         if retry is not None and retry.generator is not None:
             reason = f"runner-up of {retry.primary} after v{retry.rejected} was rejected"
+            if retry.max_epochs is not None:
+                reason = f"smoother refit (at most {retry.max_epochs} passes) after v{retry.rejected} was rejected"
             return GeneratorChoice(retry.generator, choice.dp, reason), config
         return choice, config
 
