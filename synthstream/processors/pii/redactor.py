@@ -47,7 +47,7 @@ Transform = Callable[[Any], Any]
 OPERATORS = ("keep", "drop", "mask", "pseudonymize", "fake", "generalize", "scan", "scan_values")
 _NEEDS_KEY = {"pseudonymize", "fake", "scan_values"}
 #: Version of the detection rules; part of the plan cache key so that better detection re-plans.
-PLAN_VERSION = 2
+PLAN_VERSION = 3  # 3: calendar-grid dates are not births; automatic operators fit the type
 _log = get_logger("redactor")
 
 _FIRST_NAME_HINTS = ("first", "given", "forename", "prenome", "primeiro")
