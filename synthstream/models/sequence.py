@@ -609,8 +609,9 @@ class SequenceGenerator:
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [len(frame)]))
         # Overlapping windows hold one event several times: value supports count each event once.
-        distinct = _first_occurrences(frame, times_us) if groups is not None and self.entity_field is None else None
-        self._fit_codecs(frame, times_us, starts, ends, warm_start, distinct)
+        keys = _event_keys(frame, times_us) if groups is not None and self.entity_field is None else None
+        distinct = None if keys is None else _first_occurrences(keys)
+        self._fit_codecs(frame, times_us, starts, ends, warm_start, keys)
         self._fit_calendar(frame, times_us, starts, ends)
         self.decimals_ = learn_decimals(frame, schema)  # a reading of 0.1 stays a reading of 0.1
         self._fit_static(frame.iloc[starts].reset_index(drop=True), static_rng, warm_start)
@@ -725,21 +726,21 @@ class SequenceGenerator:
         starts: IntArray,
         ends: IntArray,
         warm: SequenceGenerator | None,
-        distinct: NDArray[np.bool_] | None = None,
+        event_keys: pd.DataFrame | None = None,
     ) -> None:
         """Value codecs, trends, the gap codec and the arrival model.
 
-        ``distinct`` (overlapping windows) marks each event's first copy: the codecs and the gap
-        codec are fitted on those only, so a value one event holds is not counted once per window
-        that contains it (a sunspot maximum held by one year sat in five 22-year windows with a
-        stride of 4, passed the 5-record support and came back exactly).
+        ``event_keys`` (overlapping windows, :func:`_event_keys`) identify each event's copies: the
+        codecs and the gap codec are fitted on the first copies only, so a value one event holds is
+        not counted once per window that contains it (a sunspot maximum held by one year sat in five
+        22-year windows with a stride of 4, passed the 5-record support and came back exactly).
         """
         previous = dict(zip([s.name for s in warm._specs], warm._codecs, strict=True)) if warm else {}
         previous_layout = {f.name: f for f in warm._layout} if warm else {}
         codecs: list[NumericCodec | CategoricalCodec] = []
         layout: list[FieldLayout] = []
         self._trends = self._fit_trends(frame, times_us)
-        once = np.ones(len(frame), dtype=bool) if distinct is None else distinct
+        once = np.ones(len(frame), dtype=bool) if event_keys is None else _first_occurrences(event_keys)
         for spec in self._specs:
             column = frame[spec.name]
             codec, fl = self._codec_for(spec, bool(column.isna().any()), previous.get(spec.name))
@@ -756,9 +757,9 @@ class SequenceGenerator:
         deltas = np.diff(times_us).astype(np.float64) / US
         within = np.ones(len(times_us), dtype=bool)
         within[starts] = False
-        if distinct is not None and within.any():  # a gap once per event it ends, not once per window
+        if event_keys is not None and within.any():  # a gap once per event it ends, not once per window
             rows = np.flatnonzero(within)
-            within[rows] = _first_occurrences(frame.iloc[rows], times_us[rows])
+            within[rows] = _first_occurrences(event_keys.iloc[rows])
         delta_values = deltas[within[1:]] if len(times_us) > 1 else np.zeros(0)
         self._delta_codec = NumericCodec("delta", n_quantiles=self.n_quantiles, min_count=self.min_count).fit(
             delta_values if delta_values.size else np.zeros(1)
@@ -1316,14 +1317,16 @@ class SequenceGenerator:
         same_owner = np.zeros(owner_flat.size, dtype=bool)
         same_owner[1:] = owner_flat[1:] == owner_flat[:-1]
         k_num = k_cat = 0
+        decimals = dict(getattr(self, "decimals_", {}))  # models pickled before: unrounded
         for spec, codec in zip(self._specs, self._codecs, strict=True):
             if isinstance(codec, NumericCodec):
                 values, nulls = codec.decode_with_nulls(z[:, k_num], miss[:, k_num], rng, owner_flat)
-                places = getattr(self, "decimals_", {}).get(spec.name)
+                places = decimals.get(spec.name)
                 if spec.name in self._trends:
                     values = values + self._trends[spec.name].predict(self._time.position(times_flat))
                 elif places is not None:
                     values = _round_inward(values, places, codec.low, codec.high)
+                    del decimals[spec.name]  # rounded here: not again below
                 column = _numeric_out(values, nulls, spec)
                 kept = _kept_rows(same_owner, z[:, k_num], miss[:, k_num])
                 k_num += 1
@@ -1346,7 +1349,7 @@ class SequenceGenerator:
         if self._derived_rules:
             types = {s.name: s.type for s in self._schema.fields}
             apply_derived(self._derived_rules, columns, times_flat, owner_flat, types)
-        apply_decimals(columns, getattr(self, "decimals_", {}))  # models pickled before: unrounded
+        apply_decimals(columns, decimals)  # the rest: trended fields, statics, side fields
         names = [f for f in self._schema.field_names if f in columns]
         rows = [dict(zip(names, row, strict=True)) for row in zip(*(columns[f] for f in names), strict=True)]
         out: list[SyntheticSequence] = []
@@ -1500,15 +1503,19 @@ def _trimmed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: (v if k == "static" else v[:, :steps]) for k, v in batch.items()}
 
 
-def _first_occurrences(frame: pd.DataFrame, times_us: IntArray) -> NDArray[np.bool_]:
-    """True at the first row of each distinct event (event time and every field's value).
+def _event_keys(frame: pd.DataFrame, times_us: IntArray) -> pd.DataFrame:
+    """One row per event copy: a hash of every field's value and the event time (hashed once per fit).
 
-    Two real events with the same time and values count once: an undercount, which only makes the
-    value supports stricter.
+    Two real events with the same time and values share a key and count once: an undercount, which
+    only makes the value supports stricter.
     """
     values = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    key = pd.DataFrame({"values": values, "time": np.asarray(times_us)})
-    first: NDArray[np.bool_] = ~key.duplicated(keep="first").to_numpy()
+    return pd.DataFrame({"values": values, "time": np.asarray(times_us)})
+
+
+def _first_occurrences(keys: pd.DataFrame) -> NDArray[np.bool_]:
+    """True at the first row of each distinct key of :func:`_event_keys`."""
+    first: NDArray[np.bool_] = ~keys.duplicated(keep="first").to_numpy()
     return first
 
 
