@@ -173,3 +173,21 @@ def test_consistent_marginals_are_non_negative_sum_to_the_size_and_sit_closer_to
         np.median(consistent_errors),
         np.median(raw_errors),
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "total"),
+    [
+        ([1e6, 5.0], 1e-11),
+        ([3.0, 2.0], 1e-300),
+        ([1e17, 1.0], 0.5),
+        ([float("nan"), 1.0], 3.0),
+        ([2.0, 1.0], float("inf")),
+    ],
+)
+def test_the_consistent_projection_never_fails_on_extreme_totals(values: list[float], total: float) -> None:
+    """A window estimated at 1e-11 beside a noisy cell of 1e6 raised IndexError and ended `synthstream demo`."""
+    out = consistent_counts(values, total)
+    assert len(out) == len(values) and all(x >= 0 and np.isfinite(x) for x in out)
+    if np.isfinite(total):
+        assert sum(out) <= max(total, 0.0) * (1 + 1e-9) + 1e-9 * max(abs(v) for v in values if np.isfinite(v))

@@ -145,15 +145,18 @@ def consistent_counts(values: Sequence[float], total: float) -> tuple[float, ...
     Euclidean projection onto the scaled simplex (Duchi et al., 2008): sort, find the shift
     that makes the positive part sum to ``total``, clip. Post-processing of released values.
     """
-    v = np.asarray(values, dtype=np.float64)
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if v.size == 0:
         return ()
-    if not total > 0:
+    if not total > 0 or not np.isfinite(total):
         return tuple(0.0 for _ in range(v.size))
     ordered = np.sort(v)[::-1]
     excess = np.cumsum(ordered) - total
     ranks = np.arange(1, v.size + 1)
     kept = ordered - excess / ranks > 0
+    # The largest cell is always kept in exact arithmetic; a total below its rounding unit (a window
+    # estimated at 1e-11 beside a cell of 1e6) made every test false and crashed the stats stage.
+    kept[0] = True
     shift = excess[kept][-1] / ranks[kept][-1]
     return tuple(float(x) for x in np.maximum(v - shift, 0.0))
 
